@@ -1,0 +1,52 @@
+using Converge.Cluster;
+using Orleans.Placement;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+using Orleans.Runtime.Placement;
+
+namespace Converge.Grains.Placement;
+
+/// <summary>
+/// Pins a grain to the node named by the first part of its string key (<c>storage-1/…</c>). Such grains own files
+/// on that node's disk, so they must never activate anywhere else.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("Converge.NodePinnedPlacement")]
+public sealed class NodePinnedPlacement : PlacementStrategy
+{
+    public static readonly NodePinnedPlacement Instance = new();
+}
+
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class NodePinnedPlacementAttribute() : PlacementAttribute(NodePinnedPlacement.Instance);
+
+/// <summary>Raised when a node-pinned grain's node is not an active member: activation fails fast instead of moving.</summary>
+[GenerateSerializer, Alias("Converge.NodeUnavailableException")]
+public sealed class NodeUnavailableException : Exception
+{
+    public NodeUnavailableException(string node, string grain)
+        : base($"node '{node}' is not in the cluster; {grain} lives only there and cannot be activated elsewhere")
+    {
+        Node = node;
+    }
+
+    [Id(0)]
+    public string Node { get; private set; } = "";
+}
+
+/// <summary>Chooses the one silo whose node-name metadata equals the node in the grain key.</summary>
+public sealed class NodePinnedPlacementDirector(ISiloMetadataCache metadata) : IPlacementDirector
+{
+    public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
+    {
+        var key = target.GrainIdentity.Key.ToString() ?? "";
+        var node = NodeRoles.NodeOfPinnedKey(key);
+        foreach (var silo in context.GetCompatibleSilos(target))
+        {
+            if (metadata.GetSiloMetadata(silo).Metadata.TryGetValue(NodeRoles.NodeKey, out var siloNode) && siloNode == node)
+            {
+                return Task.FromResult(silo);
+            }
+        }
+
+        throw new NodeUnavailableException(node, target.GrainIdentity.ToString());
+    }
+}

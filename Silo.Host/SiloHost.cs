@@ -1,0 +1,77 @@
+using System.Net;
+using Converge.Cluster;
+using Converge.Grains.Cluster;
+using Converge.Grains.Placement;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+
+namespace Converge.Hosting;
+
+/// <summary>
+/// The hosting shared by compute and storage silos: settings, clustering, metadata storage, silo metadata
+/// (role and node name) and placement. Role-specific services are added by <paramref name="configureRole"/>.
+/// </summary>
+public static class SiloHost
+{
+    public static async Task<int> RunAsync(string[] args, string role, Action<HostApplicationBuilder, SiloSettings>? configureRole = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, DisableDefaults = false });
+        builder.Configuration.AddEnvironmentVariables("CONVERGE_");
+        SiloSettings settings;
+        try
+        {
+            settings = SiloSettings.Parse(builder.Configuration, role);
+            Directory.CreateDirectory(settings.DataDirectory);
+        }
+        catch (SettingsException e)
+        {
+            await Console.Error.WriteLineAsync($"converge {role} silo: {e.Message}");
+            return 2;
+        }
+
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        });
+        builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(new LocalNode(settings.Node, role, settings.DataDirectory));
+
+        await MetadataSetup.PrepareAsync(settings, CancellationToken.None);
+        builder.UseOrleans(silo =>
+        {
+            silo.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = settings.ClusterId;
+                o.ServiceId = "converge";
+            });
+            silo.Configure<SiloOptions>(o => o.SiloName = settings.Node);
+            silo.ConfigureEndpoints(IPAddress.Loopback, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: false);
+            if (!settings.UsesPostgres)
+            {
+                silo.UseDevelopmentClustering(new IPEndPoint(IPAddress.Loopback, settings.PrimarySiloPort));
+            }
+
+            MetadataSetup.Configure(silo, settings);
+            silo.UseSiloMetadata(new Dictionary<string, string>
+            {
+                [NodeRoles.RoleKey] = role,
+                [NodeRoles.NodeKey] = settings.Node,
+            });
+            silo.AddConvergePlacement();
+            ClusterTuning.Apply(silo);
+        });
+
+        configureRole?.Invoke(builder, settings);
+        using var host = builder.Build();
+        await host.RunAsync();
+        return 0;
+    }
+}

@@ -1,0 +1,105 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+
+namespace Converge.Hosting;
+
+/// <summary>
+/// How one silo process is configured: command-line options (<c>--node storage-1</c>) or environment variables
+/// (<c>CONVERGE_NODE=storage-1</c>). Parsed once at start; a bad value stops the process with a clear message.
+/// </summary>
+public sealed class SiloSettings
+{
+    public required string Role { get; init; }
+
+    /// <summary>Stable node name, e.g. <c>storage-1</c>; names the data directory and pins grains.</summary>
+    public required string Node { get; init; }
+
+    public required string DataDirectory { get; init; }
+
+    public required int SiloPort { get; init; }
+
+    public required int GatewayPort { get; init; }
+
+    /// <summary>Silo port of the primary silo (embedded localhost clustering); ignored with PostgreSQL.</summary>
+    public required int PrimarySiloPort { get; init; }
+
+    public required string ClusterId { get; init; }
+
+    /// <summary><c>sqlite</c> (embedded) or <c>postgres</c>.</summary>
+    public required string MetadataMode { get; init; }
+
+    /// <summary>SQLite file path, or the PostgreSQL connection string.</summary>
+    public required string MetadataConnection { get; init; }
+
+    /// <summary>NBD listen port on compute silos (0 = none).</summary>
+    public int NbdPort { get; init; }
+
+    /// <summary>Metrics and stats HTTP port (0 = none).</summary>
+    public int HttpPort { get; init; }
+
+    /// <summary><c>fsync</c> (default) or <c>memory</c> (log in /dev/shm, acknowledged without fdatasync).</summary>
+    public string NvramMode { get; init; } = "fsync";
+
+    public bool UsesPostgres => MetadataMode == "postgres";
+
+    public static SiloSettings Parse(IConfiguration config, string role)
+    {
+        string Get(string key, string? fallback = null) =>
+            config[key] ?? fallback ?? throw new SettingsException($"missing required option --{key}");
+
+        int GetPort(string key, int fallback)
+        {
+            var text = config[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 0 or > 65535)
+            {
+                throw new SettingsException($"--{key} must be a port number from 0 to 65535, not '{text}'");
+            }
+
+            return port;
+        }
+
+        var node = Get("node");
+        if (!node.StartsWith(role + "-", StringComparison.Ordinal) || node.Contains('/', StringComparison.Ordinal))
+        {
+            throw new SettingsException($"--node '{node}' must be named {role}-N for a {role} silo");
+        }
+
+        var mode = Get("metadata", "sqlite");
+        if (mode is not ("sqlite" or "postgres"))
+        {
+            throw new SettingsException($"--metadata must be 'sqlite' or 'postgres', not '{mode}'");
+        }
+
+        var nvram = Get("nvram-mode", "fsync");
+        if (nvram is not ("fsync" or "memory"))
+        {
+            throw new SettingsException($"--nvram-mode must be 'fsync' or 'memory', not '{nvram}'");
+        }
+
+        var dataRoot = Path.GetFullPath(Get("data", Path.Combine(Environment.CurrentDirectory, ".converge")));
+        var siloPort = GetPort("silo-port", 11111);
+        return new SiloSettings
+        {
+            Role = role,
+            Node = node,
+            DataDirectory = Path.Combine(dataRoot, "nodes", node),
+            SiloPort = siloPort,
+            GatewayPort = GetPort("gateway-port", 30000),
+            PrimarySiloPort = GetPort("primary-port", siloPort),
+            ClusterId = Get("cluster-id", "converge"),
+            MetadataMode = mode,
+            MetadataConnection = Get("metadata-connection", mode == "sqlite" ? Path.Combine(dataRoot, "metadata.db") : null),
+            NbdPort = GetPort("nbd-port", 0),
+            HttpPort = GetPort("http-port", 0),
+            NvramMode = nvram,
+        };
+    }
+}
+
+/// <summary>A configuration error: printed without a stack trace, exit code 2.</summary>
+public sealed class SettingsException(string message) : Exception(message);

@@ -1,0 +1,4 @@
+using Converge.Cluster;
+using Converge.Hosting;
+
+return await SiloHost.RunAsync(args, NodeRoles.Storage);
