@@ -1,0 +1,4 @@
+using System.CommandLine;
+using Converge.Client.Cli;
+
+return await ConvergeCli.RunAsync(args, Console.Out, Console.Error);

@@ -1,0 +1,114 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Converge.Cluster;
+
+namespace Converge.Client.Local;
+
+/// <summary>One silo process of a local cluster, as recorded in <c>cluster.json</c>.</summary>
+public sealed class NodeRecord
+{
+    public required string Name { get; init; }
+
+    public required string Role { get; init; }
+
+    public required int Index { get; init; }
+
+    public required int SiloPort { get; init; }
+
+    public required int GatewayPort { get; init; }
+
+    public required int HttpPort { get; init; }
+
+    /// <summary>NBD port on compute nodes, 0 on storage nodes.</summary>
+    public int NbdPort { get; init; }
+
+    /// <summary>Process id of the running silo, 0 when stopped.</summary>
+    public int Pid { get; set; }
+}
+
+/// <summary>
+/// The local cluster's description, kept in <c>DATA/cluster.json</c>: mode, ports and process ids of every node.
+/// Ports follow a fixed scheme shifted by <see cref="PortOffset"/>, so a second cluster (tests) can run beside one.
+/// </summary>
+public sealed class ClusterLayout
+{
+    public const int FirstNbdPort = 10809;
+
+    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never };
+
+    public string Mode { get; set; } = "sqlite";
+
+    public int PortOffset { get; set; }
+
+    public string ClusterId { get; set; } = "converge";
+
+    public string NvramMode { get; set; } = "fsync";
+
+    /// <summary>PostgreSQL port in postgres mode (a private server under DATA/postgres).</summary>
+    public int PostgresPort { get; set; }
+
+    public List<NodeRecord> Nodes { get; set; } = [];
+
+    [JsonIgnore]
+    public string DataDirectory { get; set; } = "";
+
+    public static string FilePath(string dataDirectory) => Path.Combine(dataDirectory, "cluster.json");
+
+    public static ClusterLayout? Load(string dataDirectory)
+    {
+        var path = FilePath(dataDirectory);
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        var layout = JsonSerializer.Deserialize<ClusterLayout>(File.ReadAllText(path), JsonOptions)
+            ?? throw new InvalidDataException($"{path} is empty");
+        layout.DataDirectory = dataDirectory;
+        return layout;
+    }
+
+    public void Save()
+    {
+        Directory.CreateDirectory(DataDirectory);
+        var path = FilePath(DataDirectory);
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, JsonSerializer.Serialize(this, JsonOptions));
+        File.Move(temp, path, overwrite: true);
+    }
+
+    public NodeRecord? Find(string name) => Nodes.Find(n => n.Name == name);
+
+    public IEnumerable<NodeRecord> OfRole(string role) => Nodes.Where(n => n.Role == role).OrderBy(n => n.Index);
+
+    /// <summary>The node whose silo hosts the embedded membership table: the first storage node.</summary>
+    public NodeRecord Primary => OfRole(NodeRoles.Storage).First();
+
+    public NodeRecord NewNode(string role, int index) => role == NodeRoles.Storage
+        ? new NodeRecord
+        {
+            Name = $"storage-{index}",
+            Role = role,
+            Index = index,
+            SiloPort = PortOffset + 11110 + index,
+            GatewayPort = PortOffset + 30110 + index,
+            HttpPort = PortOffset + 9110 + index,
+        }
+        : new NodeRecord
+        {
+            Name = $"compute-{index}",
+            Role = role,
+            Index = index,
+            SiloPort = PortOffset + 11210 + index,
+            GatewayPort = PortOffset + 30210 + index,
+            HttpPort = PortOffset + 9210 + index,
+            NbdPort = PortOffset + FirstNbdPort + index - 1,
+        };
+
+    public IReadOnlyList<IPEndPoint> Gateways(Func<NodeRecord, bool>? where = null) =>
+        Nodes.Where(n => where?.Invoke(n) ?? true).Select(n => new IPEndPoint(IPAddress.Loopback, n.GatewayPort)).ToArray();
+
+    public string PostgresConnectionString =>
+        $"Host=127.0.0.1;Port={PostgresPort};Username=converge;Database=converge;Pooling=true;Timeout=5";
+}

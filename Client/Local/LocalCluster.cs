@@ -1,0 +1,343 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Converge.Cluster;
+using Orleans.Runtime;
+
+namespace Converge.Client.Local;
+
+/// <summary>What <c>converge up</c> was asked for.</summary>
+public sealed record UpOptions(int Compute = 2, int Storage = 3, bool Postgres = false, int PortOffset = 0, string NvramMode = "fsync");
+
+/// <summary>One node's state as <c>converge status</c> shows it.</summary>
+public sealed record NodeStatus(NodeRecord Node, bool ProcessRunning, string Membership);
+
+/// <summary>
+/// A cluster of separate silo processes on this machine, described by <c>DATA/cluster.json</c>. This is the one
+/// code path behind <c>./converge up/down/kill/start/scale/status</c> and the integration tests.
+/// </summary>
+public sealed partial class LocalCluster(string repositoryRoot, string dataDirectory, TextWriter progress)
+{
+    private static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(90);
+
+    public string DataDirectory { get; } = Path.GetFullPath(dataDirectory);
+
+    public ClusterLayout? Layout { get; private set; } = ClusterLayout.Load(Path.GetFullPath(dataDirectory));
+
+    public string LogPath(string node) => Path.Combine(DataDirectory, "logs", node + ".log");
+
+    /// <summary>Starts every node that is not running (creating the layout on first use) and waits until all have joined.</summary>
+    public async Task<ClusterLayout> UpAsync(UpOptions options, CancellationToken cancellationToken)
+    {
+        var layout = Layout;
+        if (layout is null)
+        {
+            layout = new ClusterLayout
+            {
+                DataDirectory = DataDirectory,
+                Mode = options.Postgres ? "postgres" : "sqlite",
+                PortOffset = options.PortOffset,
+                NvramMode = options.NvramMode,
+                PostgresPort = options.PortOffset + 15432,
+            };
+        }
+        else if (layout.Mode != (options.Postgres ? "postgres" : "sqlite"))
+        {
+            throw new ClusterCommandException(
+                $"the cluster in {DataDirectory} uses {layout.Mode} metadata; run 'converge down' and use a different --data directory to change mode");
+        }
+
+        for (var i = layout.OfRole(NodeRoles.Storage).Count() + 1; i <= options.Storage; i++)
+        {
+            layout.Nodes.Add(layout.NewNode(NodeRoles.Storage, i));
+        }
+
+        for (var i = layout.OfRole(NodeRoles.Compute).Count() + 1; i <= options.Compute; i++)
+        {
+            layout.Nodes.Add(layout.NewNode(NodeRoles.Compute, i));
+        }
+
+        Layout = layout;
+        layout.Save();
+
+        if (layout.Mode == "postgres")
+        {
+            await StartPostgresAsync(layout, cancellationToken);
+        }
+
+        // The primary first: in embedded mode every other silo joins through it.
+        var primary = layout.Primary;
+        if (!SiloProcess.IsRunning(primary.Pid, primary.Name))
+        {
+            StartProcess(layout, primary);
+            await WaitForPortAsync(primary, primary.SiloPort, cancellationToken);
+        }
+
+        foreach (var node in layout.Nodes.Where(n => n != primary && !SiloProcess.IsRunning(n.Pid, n.Name)))
+        {
+            StartProcess(layout, node);
+        }
+
+        layout.Save();
+        await WaitForMembersAsync(layout, layout.Nodes.Select(n => n.Name).ToArray(), cancellationToken);
+        return layout;
+    }
+
+    /// <summary>Stops every silo (compute first, the primary last) and the private PostgreSQL, if any.</summary>
+    public async Task DownAsync()
+    {
+        var layout = RequireLayout();
+        var order = layout.OfRole(NodeRoles.Compute)
+            .Concat(layout.OfRole(NodeRoles.Storage).Where(n => n != layout.Primary))
+            .ToList();
+        await StopNodesAsync(layout, order);
+        await StopNodesAsync(layout, [layout.Primary]);
+        if (layout.Mode == "postgres")
+        {
+            await StopPostgresAsync(layout);
+        }
+
+        layout.Save();
+    }
+
+    /// <summary>SIGKILL one node (fault drills). The record keeps the node so <c>start</c> can bring it back.</summary>
+    public NodeRecord Kill(string nodeName)
+    {
+        var layout = RequireLayout();
+        var node = RequireNode(layout, nodeName);
+        if (!SiloProcess.IsRunning(node.Pid, node.Name))
+        {
+            throw new ClusterCommandException($"{node.Name} is not running");
+        }
+
+        SiloProcess.Kill(node.Pid);
+        node.Pid = 0;
+        layout.Save();
+        return node;
+    }
+
+    public async Task<NodeRecord> StartNodeAsync(string nodeName, CancellationToken cancellationToken)
+    {
+        var layout = RequireLayout();
+        var node = RequireNode(layout, nodeName);
+        if (SiloProcess.IsRunning(node.Pid, node.Name))
+        {
+            throw new ClusterCommandException($"{node.Name} is already running (pid {node.Pid})");
+        }
+
+        if (layout.Mode == "postgres")
+        {
+            await StartPostgresAsync(layout, cancellationToken);
+        }
+
+        StartProcess(layout, node);
+        layout.Save();
+        await WaitForMembersAsync(layout, [node.Name], cancellationToken);
+        return node;
+    }
+
+    /// <summary>Adds nodes up to the given counts, or gracefully stops compute nodes above them.</summary>
+    public async Task ScaleAsync(int compute, int storage, CancellationToken cancellationToken)
+    {
+        var layout = RequireLayout();
+        var storageCount = layout.OfRole(NodeRoles.Storage).Count();
+        if (storage < storageCount)
+        {
+            throw new ClusterCommandException(
+                $"removing storage nodes ({storageCount} -> {storage}) needs their data re-replicated first, which scale does not do; stop a node with 'converge kill' for drills instead");
+        }
+
+        var surplus = layout.OfRole(NodeRoles.Compute).Where(n => n.Index > compute).ToList();
+        await StopNodesAsync(layout, surplus);
+        layout.Nodes.RemoveAll(surplus.Contains);
+        layout.Save();
+        await UpAsync(new UpOptions(compute, storage, layout.Mode == "postgres", layout.PortOffset, layout.NvramMode), cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<NodeStatus>> StatusAsync(CancellationToken cancellationToken)
+    {
+        var layout = RequireLayout();
+        var membership = new Dictionary<string, string>();
+        try
+        {
+            await using var client = await ConnectAsync(TimeSpan.FromSeconds(10), cancellationToken);
+            var hosts = await client.Cluster.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
+            foreach (var host in hosts.OrderBy(h => h.StartTime))
+            {
+                membership[host.SiloName] = host.Status.ToString();
+            }
+        }
+        catch (ClusterUnreachableException e)
+        {
+            progress.WriteLine($"converge: {e.Message}");
+        }
+
+        return layout.Nodes
+            .Select(n => new NodeStatus(n, SiloProcess.IsRunning(n.Pid, n.Name), membership.GetValueOrDefault(n.Name, membership.Count == 0 ? "unreachable" : "absent")))
+            .ToArray();
+    }
+
+    /// <summary>Connects a client through every node's gateway.</summary>
+    public Task<ConvergeClient> ConnectAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var layout = RequireLayout();
+        return ConvergeClient.ConnectAsync(layout.Gateways(), layout.ClusterId, timeout, cancellationToken);
+    }
+
+    private ClusterLayout RequireLayout() =>
+        Layout ?? throw new ClusterCommandException($"no cluster in {DataDirectory}; start one with 'converge up'");
+
+    private static NodeRecord RequireNode(ClusterLayout layout, string name) =>
+        layout.Find(name) ?? throw new ClusterCommandException(
+            $"no node named '{name}'; nodes are {string.Join(", ", layout.Nodes.Select(n => n.Name))}");
+
+    private void StartProcess(ClusterLayout layout, NodeRecord node)
+    {
+        var role = node.Role == NodeRoles.Storage ? "Storage" : "Compute";
+        var dll = SiloBinaries.Find(repositoryRoot, role);
+        var arguments = new List<string>
+        {
+            "--node", node.Name,
+            "--data", DataDirectory,
+            "--silo-port", node.SiloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--gateway-port", node.GatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--primary-port", layout.Primary.SiloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--http-port", node.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--cluster-id", layout.ClusterId,
+            "--metadata", layout.Mode,
+            "--nvram-mode", layout.NvramMode,
+        };
+        if (node.NbdPort != 0)
+        {
+            arguments.Add("--nbd-port");
+            arguments.Add(node.NbdPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        if (layout.Mode == "postgres")
+        {
+            arguments.Add("--metadata-connection");
+            arguments.Add(layout.PostgresConnectionString);
+        }
+
+        node.Pid = SiloProcess.Start(dll, arguments, LogPath(node.Name));
+        progress.WriteLine($"  started {node.Name} (pid {node.Pid})");
+    }
+
+    private async Task StopNodesAsync(ClusterLayout layout, IReadOnlyList<NodeRecord> nodes)
+    {
+        var running = nodes.Where(n => SiloProcess.IsRunning(n.Pid, n.Name)).ToList();
+        foreach (var node in running)
+        {
+            SiloProcess.Terminate(node.Pid);
+        }
+
+        foreach (var node in running)
+        {
+            if (!await SiloProcess.WaitForExitAsync(node.Pid, node.Name, TimeSpan.FromSeconds(25)))
+            {
+                progress.WriteLine($"  {node.Name} did not stop within 25 s; killing it");
+                SiloProcess.Kill(node.Pid);
+                await SiloProcess.WaitForExitAsync(node.Pid, node.Name, TimeSpan.FromSeconds(5));
+            }
+
+            progress.WriteLine($"  stopped {node.Name}");
+        }
+
+        foreach (var node in nodes)
+        {
+            node.Pid = 0;
+        }
+
+        layout.Save();
+    }
+
+    private async Task WaitForPortAsync(NodeRecord node, int port, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < JoinTimeout)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (!SiloProcess.IsRunning(node.Pid, node.Name))
+            {
+                throw Failure(node, "exited during start");
+            }
+
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await socket.ConnectAsync(System.Net.IPAddress.Loopback, port, cancellationToken);
+                return;
+            }
+            catch (SocketException)
+            {
+                await Task.Delay(200, cancellationToken);
+            }
+        }
+
+        throw Failure(node, $"did not open port {port} within {JoinTimeout.TotalSeconds:0} s");
+    }
+
+    private async Task WaitForMembersAsync(ClusterLayout layout, IReadOnlyList<string> names, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        var pending = new HashSet<string>(names);
+        var lastReport = "";
+        while (true)
+        {
+            foreach (var name in pending)
+            {
+                var node = layout.Find(name)!;
+                if (!SiloProcess.IsRunning(node.Pid, node.Name))
+                {
+                    throw Failure(node, "exited during start");
+                }
+            }
+
+            try
+            {
+                await using var client = await ConnectAsync(TimeSpan.FromSeconds(10), cancellationToken);
+                while (deadline.Elapsed < JoinTimeout)
+                {
+                    var hosts = await client.Cluster.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: true);
+                    pending.ExceptWith(hosts.Select(h => h.SiloName));
+                    var report = $"  {names.Count - pending.Count}/{names.Count} nodes joined";
+                    if (report != lastReport)
+                    {
+                        progress.WriteLine(report);
+                        lastReport = report;
+                    }
+
+                    if (pending.Count == 0)
+                    {
+                        await client.Cluster.GetGrain<Converge.Volumes.IVolumeCatalogGrain>(0).ListAsync();
+                        return;
+                    }
+
+                    foreach (var name in pending)
+                    {
+                        var node = layout.Find(name)!;
+                        if (!SiloProcess.IsRunning(node.Pid, node.Name))
+                        {
+                            throw Failure(node, "exited during start");
+                        }
+                    }
+
+                    await Task.Delay(250, cancellationToken);
+                }
+            }
+            catch (ClusterUnreachableException) when (deadline.Elapsed < JoinTimeout)
+            {
+                await Task.Delay(500, cancellationToken);
+                continue;
+            }
+
+            var slow = layout.Find(pending.FirstOrDefault() ?? names[0])!;
+            throw Failure(slow, $"did not join within {JoinTimeout.TotalSeconds:0} s");
+        }
+    }
+
+    private ClusterCommandException Failure(NodeRecord node, string what) =>
+        new($"{node.Name} {what}; last lines of {LogPath(node.Name)}:\n{SiloProcess.Tail(LogPath(node.Name), 30)}");
+}
+
+/// <summary>A cluster command that could not be carried out; its message is for the operator (exit code 1).</summary>
+public sealed class ClusterCommandException(string message) : Exception(message);

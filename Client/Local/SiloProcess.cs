@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Converge.Client.Local;
+
+/// <summary>Starts, signals and inspects silo processes of a local cluster.</summary>
+public static partial class SiloProcess
+{
+    private const int SigKill = 9;
+    private const int SigTerm = 15;
+
+    /// <summary>
+    /// Starts a silo detached from the caller's session (so Ctrl-C on the CLI leaves it running), with its output
+    /// appended to <paramref name="logPath"/>. Returns its process id.
+    /// </summary>
+    public static int Start(string siloDll, IReadOnlyList<string> arguments, string logPath)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
+        var start = new ProcessStartInfo("setsid")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = false,
+            RedirectStandardOutput = false,
+            RedirectStandardError = false,
+        };
+        // sh execs dotnet in place, so the pid we get is the silo's own.
+        start.ArgumentList.Add("sh");
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add("exec dotnet \"$@\" </dev/null >>\"$CONVERGE_LOG\" 2>&1");
+        start.ArgumentList.Add("converge-silo");
+        start.ArgumentList.Add(siloDll);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["CONVERGE_LOG"] = logPath;
+        start.Environment["DOTNET_gcServer"] = "1";
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {siloDll}");
+        return process.Id;
+    }
+
+    /// <summary>True when <paramref name="pid"/> is a running silo for <paramref name="node"/> (guards against pid reuse).</summary>
+    public static bool IsRunning(int pid, string node)
+    {
+        if (pid <= 0)
+        {
+            return false;
+        }
+
+        try
+        {
+            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var state = stat[(stat.LastIndexOf(')') + 2)..][0];
+            return state != 'Z' && cmdline.Contains("\0--node\0" + node + "\0", StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    public static void Kill(int pid) => _ = SendSignal(pid, SigKill);
+
+    public static void Terminate(int pid) => _ = SendSignal(pid, SigTerm);
+
+    /// <summary>Waits until the process is gone; false if it still runs at the deadline.</summary>
+    public static async Task<bool> WaitForExitAsync(int pid, string node, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (IsRunning(pid, node))
+        {
+            if (deadline.Elapsed > timeout)
+            {
+                return false;
+            }
+
+            await Task.Delay(100);
+        }
+
+        return true;
+    }
+
+    public static string Tail(string path, int lines)
+    {
+        if (!File.Exists(path))
+        {
+            return $"(no log at {path})";
+        }
+
+        var all = File.ReadAllLines(path);
+        return string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int SendSignal(int pid, int signal);
+}
