@@ -16,17 +16,15 @@ public static partial class SiloProcess
     public static int Start(string siloDll, IReadOnlyList<string> arguments, string logPath)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-        var start = new ProcessStartInfo("setsid")
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = false,
-            RedirectStandardOutput = false,
-            RedirectStandardError = false,
-        };
-        // sh execs dotnet in place, so the pid we get is the silo's own.
+        var pidPath = logPath + ".pid";
+        File.Delete(pidPath);
+        var start = new ProcessStartInfo("setsid") { UseShellExecute = false };
+        // setsid -f always forks, so the silo's pid is not the one Process.Start sees: the shell writes its own
+        // pid, then execs dotnet in place, so that pid is the silo's.
+        start.ArgumentList.Add("-f");
         start.ArgumentList.Add("sh");
         start.ArgumentList.Add("-c");
-        start.ArgumentList.Add("exec dotnet \"$@\" </dev/null >>\"$CONVERGE_LOG\" 2>&1");
+        start.ArgumentList.Add("echo $$ >\"$CONVERGE_PIDFILE.tmp\" && mv \"$CONVERGE_PIDFILE.tmp\" \"$CONVERGE_PIDFILE\" && exec dotnet \"$@\" </dev/null >>\"$CONVERGE_LOG\" 2>&1");
         start.ArgumentList.Add("converge-silo");
         start.ArgumentList.Add(siloDll);
         foreach (var argument in arguments)
@@ -35,9 +33,24 @@ public static partial class SiloProcess
         }
 
         start.Environment["CONVERGE_LOG"] = logPath;
-        start.Environment["DOTNET_gcServer"] = "1";
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {siloDll}");
-        return process.Id;
+        start.Environment["CONVERGE_PIDFILE"] = pidPath;
+        using (var launcher = Process.Start(start) ?? throw new InvalidOperationException($"could not start {siloDll}"))
+        {
+            launcher.WaitForExit(5000);
+        }
+
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            if (File.Exists(pidPath) && int.TryParse(File.ReadAllText(pidPath).Trim(), System.Globalization.CultureInfo.InvariantCulture, out var pid))
+            {
+                return pid;
+            }
+
+            Thread.Sleep(20);
+        }
+
+        throw new InvalidOperationException($"the silo launched with {siloDll} did not report its pid in {pidPath} within 10 s");
     }
 
     /// <summary>True when <paramref name="pid"/> is a running silo for <paramref name="node"/> (guards against pid reuse).</summary>

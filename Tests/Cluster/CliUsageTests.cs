@@ -1,0 +1,44 @@
+using Converge.Client.Cli;
+using Xunit;
+
+namespace Converge.Tests.Cluster;
+
+/// <summary>Bad arguments are refused with exit code 2 and a clear message before anything is contacted.</summary>
+public sealed class CliUsageTests
+{
+    [Theory]
+    [InlineData("invalid volume name", "volume", "create", "Bad Name!", "--size", "1G")]
+    [InlineData("at least 1 MiB", "volume", "create", "v1", "--size", "0")]
+    [InlineData("at least 1 MiB", "volume", "create", "v1", "--size", "1000")]
+    [InlineData("not a size", "volume", "create", "v1", "--size", "ten")]
+    [InlineData("power of two", "volume", "create", "v1", "--size", "1G", "--block-size", "3000")]
+    [InlineData("--size", "volume", "create", "v1")]
+    [InlineData("bogus", "bogus")]
+    [InlineData("--storage must be at least 2", "up", "--storage", "1")]
+    [InlineData("must be from 0 to 32", "up", "--compute", "99")]
+    [InlineData("not a compute node", "volume", "attach", "v1", "--node", "storage-1")]
+    public async Task BadArguments_ExitWithUsageError(string expectedMessage, params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var data = Path.Combine(Path.GetTempPath(), "converge-cli-" + Guid.NewGuid().ToString("N"));
+
+        var exit = await ConvergeCli.RunAsync([.. args, "--data", data], output, error);
+
+        Assert.Equal(ConvergeCli.ExitUsage, exit);
+        Assert.Contains(expectedMessage, error.ToString(), StringComparison.Ordinal);
+        Assert.False(Directory.Exists(data), "a refused command must not create anything");
+    }
+
+    [Fact]
+    public async Task VolumeCommand_WithoutCluster_FailsWithExitOne()
+    {
+        var error = new StringWriter();
+        var data = Path.Combine(Path.GetTempPath(), "converge-cli-" + Guid.NewGuid().ToString("N"));
+
+        var exit = await ConvergeCli.RunAsync(["volume", "ls", "--data", data], new StringWriter(), error);
+
+        Assert.Equal(ConvergeCli.ExitFailure, exit);
+        Assert.Contains("no cluster", error.ToString(), StringComparison.Ordinal);
+    }
+}

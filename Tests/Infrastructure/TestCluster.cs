@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using Converge.Client;
+using Converge.Client.Local;
+using Xunit.Abstractions;
+
+namespace Converge.Tests.Infrastructure;
+
+/// <summary>
+/// A real cluster of silo processes started through the same <see cref="LocalCluster"/> code path as
+/// <c>./converge up</c>, in a temporary directory and on ports shifted away from a developer's own cluster.
+/// Disposing stops every process it started (by pid) and deletes the directory.
+/// </summary>
+public sealed class TestCluster : IAsyncDisposable
+{
+    private static int _nextOffset = Environment.ProcessId % 20;
+
+    private TestCluster(LocalCluster cluster, string directory)
+    {
+        Local = cluster;
+        Directory = directory;
+    }
+
+    public LocalCluster Local { get; }
+
+    public string Directory { get; }
+
+    public ClusterLayout Layout => Local.Layout!;
+
+    public static async Task<TestCluster> StartAsync(ITestOutputHelper? output, int compute = 1, int storage = 2, bool postgres = false)
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "converge-test-" + Guid.NewGuid().ToString("N")[..8]);
+        // Each cluster in this test process gets its own port block, away from the default cluster's ports.
+        var offset = 2000 + (Interlocked.Increment(ref _nextOffset) % 40) * 300;
+        var writer = new OutputWriter(output);
+        var local = new LocalCluster(RepositoryRoot, directory, writer);
+        var cluster = new TestCluster(local, directory);
+        try
+        {
+            await local.UpAsync(new UpOptions(compute, storage, postgres, offset), CancellationToken.None);
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+
+        return cluster;
+    }
+
+    public static string RepositoryRoot { get; } = SiloBinaries.FindRepositoryRoot();
+
+    public Task<ConvergeClient> ConnectAsync() => Local.ConnectAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (Local.Layout is not null)
+            {
+                await Local.DownAsync();
+            }
+        }
+        finally
+        {
+            foreach (var node in Local.Layout?.Nodes ?? [])
+            {
+                if (SiloProcess.IsRunning(node.Pid, node.Name))
+                {
+                    SiloProcess.Kill(node.Pid);
+                }
+            }
+
+            try
+            {
+                System.IO.Directory.Delete(Directory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // A file still held by a dying process: the temp directory is cleaned by the OS eventually.
+            }
+        }
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds; fails with <paramref name="what"/> after <paramref name="timeout"/>.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (clock.Elapsed > timeout)
+            {
+                throw new TimeoutException($"timed out after {timeout.TotalSeconds:0} s waiting for {what}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    private sealed class OutputWriter(ITestOutputHelper? output) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            try
+            {
+                output?.WriteLine(value ?? "");
+            }
+            catch (InvalidOperationException)
+            {
+                // The test has finished; progress lines after that have nowhere to go.
+            }
+        }
+    }
+}
