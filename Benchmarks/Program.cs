@@ -1,0 +1,14 @@
+using BenchmarkDotNet.Running;
+using Converge.Benchmarks;
+
+// `append [seconds] [directory]` measures the silo log end to end; anything else goes to BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "append")
+{
+    var seconds = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 5;
+    var directory = args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "converge-append-bench");
+    await AppendThroughput.RunAsync(directory, TimeSpan.FromSeconds(seconds));
+    return 0;
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(CodecBenchmarks).Assembly).Run(args);
+return 0;

@@ -1,0 +1,90 @@
+using System.Buffers.Binary;
+using Converge.Log;
+
+namespace Converge.Grains.Log;
+
+/// <summary>
+/// The frame that wraps each record in a chunk file. Frozen by a golden test; see docs/log-format.md.
+/// <code>
+///  0  magic u32 "CVLF"          4  record length u32
+///  8  frame sequence u64        16 committed-through u64 (last frame sequence durable when this frame was written)
+/// 24  previous frame CRC u32    28 frame CRC u32 = CRC-32C over bytes [0, 28) ++ record
+/// 32  record bytes (as received, with their own CRC), then zero padding to a multiple of 8
+/// </code>
+/// </summary>
+internal static class LogFrame
+{
+    public const uint Magic = 0x464C5643; // "CVLF" read little-endian
+    public const int HeaderLengthBytes = 32;
+    public const int AlignmentBytes = 8;
+
+    public static int FrameLength(int recordLengthBytes) =>
+        (HeaderLengthBytes + recordLengthBytes + AlignmentBytes - 1) & ~(AlignmentBytes - 1);
+
+    /// <summary>Writes header, record and padding into <paramref name="destination"/>; returns the frame CRC.</summary>
+    public static uint Write(Span<byte> destination, ReadOnlySpan<byte> record, ulong frameSequence, ulong committedThrough, uint previousCrc)
+    {
+        var frameLength = FrameLength(record.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, Magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], (uint)record.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], frameSequence);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[16..], committedThrough);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[24..], previousCrc);
+        record.CopyTo(destination[HeaderLengthBytes..]);
+        destination[(HeaderLengthBytes + record.Length)..frameLength].Clear();
+        var crc = Crc32C.Append(Crc32C.Compute(destination[..28]), record);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[28..], crc);
+        return crc;
+    }
+
+    /// <summary>
+    /// Checks a frame on its own (magic, length, CRC), without the chain to its predecessor. A frame that passes
+    /// was written whole by this log's writer.
+    /// </summary>
+    public static bool TryParse(ReadOnlySpan<byte> chunk, int offsetBytes, int maxRecordBytes, out FrameInfo frame)
+    {
+        frame = default;
+        if (offsetBytes + HeaderLengthBytes > chunk.Length)
+        {
+            return false;
+        }
+
+        var header = chunk[offsetBytes..];
+        if (BinaryPrimitives.ReadUInt32LittleEndian(header) != Magic)
+        {
+            return false;
+        }
+
+        var recordLength = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
+        if (recordLength == 0 || recordLength > maxRecordBytes || offsetBytes + (long)FrameLength((int)recordLength) > chunk.Length)
+        {
+            return false;
+        }
+
+        var record = header.Slice(HeaderLengthBytes, (int)recordLength);
+        var crc = BinaryPrimitives.ReadUInt32LittleEndian(header[28..]);
+        if (Crc32C.Append(Crc32C.Compute(header[..28]), record) != crc)
+        {
+            return false;
+        }
+
+        frame = new FrameInfo(
+            offsetBytes,
+            (int)recordLength,
+            BinaryPrimitives.ReadUInt64LittleEndian(header[8..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(header[16..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(header[24..]),
+            crc);
+        return true;
+    }
+
+    public static bool IsZeroHeader(ReadOnlySpan<byte> chunk, int offsetBytes) =>
+        offsetBytes + HeaderLengthBytes > chunk.Length || !chunk.Slice(offsetBytes, HeaderLengthBytes).ContainsAnyExcept((byte)0);
+}
+
+internal readonly record struct FrameInfo(int OffsetBytes, int RecordLengthBytes, ulong Sequence, ulong CommittedThrough, uint PreviousCrc, uint Crc)
+{
+    public int FrameLengthBytes => LogFrame.FrameLength(RecordLengthBytes);
+
+    public int RecordOffsetBytes => OffsetBytes + LogFrame.HeaderLengthBytes;
+}

@@ -1,0 +1,55 @@
+using System.Threading.Tasks.Sources;
+using Converge.Log;
+
+namespace Converge.Grains.Log;
+
+/// <summary>
+/// One append waiting for its commit. Pooled: the awaiter's <see cref="GetResult"/> returns it to the log's pool,
+/// so an append allocates nothing in the steady state.
+/// </summary>
+internal sealed class PendingAppend : IValueTaskSource<AppendResult>
+{
+    private readonly SiloLog _owner;
+    private ManualResetValueTaskSourceCore<AppendResult> _core;
+
+    public PendingAppend(SiloLog owner)
+    {
+        _owner = owner;
+        // Continuations must not run on the writer thread: that would stall the next group commit.
+        _core.RunContinuationsAsynchronously = true;
+    }
+
+    /// <summary>The caller's encoded record; borrowed until the append completes.</summary>
+    public ReadOnlyMemory<byte> Record { get; set; }
+
+    public LogRecordHeader Header { get; set; }
+
+    public int FrameLengthBytes { get; set; }
+
+    public LogAddress Address { get; set; }
+
+    public ValueTask<AppendResult> AsValueTask() => new(this, _core.Version);
+
+    public void Succeed(AppendResult result) => _core.SetResult(result);
+
+    public void Fail(Exception exception) => _core.SetException(exception);
+
+    public AppendResult GetResult(short token)
+    {
+        try
+        {
+            return _core.GetResult(token);
+        }
+        finally
+        {
+            Record = default;
+            _core.Reset();
+            _owner.ReturnPending(this);
+        }
+    }
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}

@@ -1,0 +1,112 @@
+using System.Buffers;
+using Converge.Log;
+
+namespace Converge.Grains.Log;
+
+public sealed partial class SiloLog
+{
+    /// <summary>
+    /// Reads the committed record at <paramref name="address"/> into <paramref name="destination"/> (at least the entry's
+    /// <see cref="LogIndexEntry.RecordLengthBytes"/>) and returns its length. Both the frame CRC and the record CRC are
+    /// checked; a mismatch throws <see cref="LogCorruptionException"/> and no data is returned.
+    /// </summary>
+    /// <exception cref="ArgumentException">No chunk holds that address any more (destaged and recycled), or it is not a frame.</exception>
+    public int ReadRecord(LogAddress address, Span<byte> destination)
+    {
+        Chunk chunk;
+        lock (_lock)
+        {
+            if (!_chunks.TryGetValue(address.ChunkNumber, out var found) || found.Retired)
+            {
+                throw new ArgumentException($"no live chunk holds log address {address}", nameof(address));
+            }
+
+            chunk = found;
+            chunk.Readers++;
+        }
+
+        var header = ArrayPool<byte>.Shared.Rent(LogFrame.FrameLength(_options.MaxRecordBytes));
+        try
+        {
+            if (address.OffsetBytes < 0 || address.OffsetBytes + LogFrame.HeaderLengthBytes > _options.ChunkSizeBytes)
+            {
+                throw new ArgumentException($"log address {address} is outside a chunk", nameof(address));
+            }
+
+            var read = chunk.File.Read(address.OffsetBytes, header.AsSpan(0, LogFrame.HeaderLengthBytes));
+            var recordLength = read == LogFrame.HeaderLengthBytes ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4)) : 0;
+            if (recordLength <= 0 || recordLength > _options.MaxRecordBytes || address.OffsetBytes + (long)LogFrame.FrameLength(recordLength) > _options.ChunkSizeBytes)
+            {
+                throw new LogCorruptionException($"the frame at {address} has a bad header (record length {recordLength})");
+            }
+
+            var frameLength = LogFrame.FrameLength(recordLength);
+            var frame = header.AsSpan(0, frameLength);
+            if (chunk.File.Read(address.OffsetBytes, frame) != frameLength || !LogFrame.TryParse(frame, 0, _options.MaxRecordBytes, out _))
+            {
+                throw new LogCorruptionException($"the frame at {address} fails its CRC-32C");
+            }
+
+            var record = frame.Slice(LogFrame.HeaderLengthBytes, recordLength);
+            var status = LogRecord.TryDecode(record, out _);
+            if (status != LogRecordDecodeStatus.Ok)
+            {
+                throw new LogCorruptionException($"the record at {address} fails verification: {status}");
+            }
+
+            if (destination.Length < recordLength)
+            {
+                throw new ArgumentException($"destination holds {destination.Length} bytes; the record has {recordLength}", nameof(destination));
+            }
+
+            record.CopyTo(destination);
+            return recordLength;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(header);
+            lock (_lock)
+            {
+                chunk.Readers--;
+            }
+        }
+    }
+
+    /// <summary>A snapshot of a segment and its committed records in log order, or null when unknown.</summary>
+    public SegmentInfo? GetSegment(Guid segmentId)
+    {
+        lock (_lock)
+        {
+            return _segments.TryGetValue(segmentId, out var s)
+                ? new SegmentInfo(s.SegmentId, s.VolumeId, s.Epoch, s.Sealed, s.Destaged, s.Records.ToArray())
+                : null;
+        }
+    }
+
+    /// <summary>Ids of all segments the log knows (committed or admitted records, or recovered).</summary>
+    public IReadOnlyList<Guid> GetSegmentIds()
+    {
+        lock (_lock)
+        {
+            return [.. _segments.Keys];
+        }
+    }
+
+    /// <summary>The epoch a volume is fenced at, or null when it never was.</summary>
+    public ulong? GetFenceEpoch(Guid volumeId)
+    {
+        lock (_lock)
+        {
+            return _fences.TryGetValue(volumeId, out var fence) ? fence.Epoch : null;
+        }
+    }
+
+    /// <summary>Chunk file numbers currently in use, in order.</summary>
+    public IReadOnlyList<long> GetChunkNumbers()
+    {
+        lock (_lock)
+        {
+            return [.. _chunks.Keys];
+        }
+    }
+}

@@ -1,0 +1,211 @@
+using System.Buffers;
+using System.Diagnostics;
+using Converge.Grains.Io;
+using Converge.Log;
+
+namespace Converge.Grains.Log;
+
+public sealed partial class SiloLog
+{
+    private void WriterLoop()
+    {
+        var batch = new List<PendingAppend>(64);
+        var touched = new List<Chunk>(2);
+        while (true)
+        {
+            var batchBytes = 0;
+            lock (_lock)
+            {
+                while (_queue.Count == 0 && !_stopping)
+                {
+                    Monitor.Wait(_lock);
+                }
+
+                if (_queue.Count == 0)
+                {
+                    return;
+                }
+
+                // Whatever arrived during the previous commit, bounded in bytes; no timers.
+                while (_queue.TryPeek(out var next) && (batch.Count == 0 || batchBytes + next.FrameLengthBytes <= _options.MaxBatchBytes))
+                {
+                    batch.Add(_queue.Dequeue());
+                    batchBytes += next.FrameLengthBytes;
+                }
+            }
+
+            try
+            {
+                WriteBatch(batch, batchBytes, touched);
+            }
+            catch (Exception e)
+            {
+                Poison(batch, e);
+                return;
+            }
+
+            CompleteBatch(batch, batchBytes);
+            batch.Clear();
+            touched.Clear();
+        }
+    }
+
+    private void WriteBatch(List<PendingAppend> batch, int batchBytes, List<Chunk> touched)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(batchBytes);
+        try
+        {
+            var runStart = 0;
+            var runFileOffset = _writeOffsetBytes;
+            var cursor = 0;
+            var committedBefore = _committedThrough;
+            foreach (var pending in batch)
+            {
+                var frameLength = pending.FrameLengthBytes;
+                if (_writeOffsetBytes + frameLength > _options.ChunkSizeBytes)
+                {
+                    // The frame does not fit: leave the chunk's zero tail and continue in the next chunk.
+                    WriteRun(buffer.AsSpan(runStart, cursor - runStart), runFileOffset, touched);
+                    _current = NextChunk();
+                    _writeOffsetBytes = 0;
+                    runStart = cursor;
+                    runFileOffset = 0;
+                }
+
+                _previousCrc = LogFrame.Write(buffer.AsSpan(cursor, frameLength), pending.Record.Span, _nextFrameSequence, committedBefore, _previousCrc);
+                _nextFrameSequence++;
+                pending.Address = new LogAddress(_current.Number, _writeOffsetBytes);
+                _writeOffsetBytes += frameLength;
+                cursor += frameLength;
+            }
+
+            WriteRun(buffer.AsSpan(runStart, cursor - runStart), runFileOffset, touched);
+            Debug.Assert(cursor == batchBytes, "every admitted frame is written");
+            foreach (var chunk in touched)
+            {
+                Flush(chunk, batch.Count);
+            }
+
+            _committedThrough = _nextFrameSequence - 1;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void WriteRun(ReadOnlySpan<byte> run, int fileOffset, List<Chunk> touched)
+    {
+        if (run.IsEmpty)
+        {
+            return;
+        }
+
+        Debug.Assert(fileOffset + run.Length <= _options.ChunkSizeBytes, "a run stays inside its chunk");
+        _current.File.Write(fileOffset, run);
+        touched.Add(_current);
+    }
+
+    private void Flush(Chunk chunk, int records)
+    {
+        if (_options.Durability == LogDurability.Memory)
+        {
+            return;
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        chunk.File.FlushData();
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        Interlocked.Increment(ref _flushCount);
+        _instruments.FlushDuration.Record(elapsed.TotalMilliseconds);
+        if (elapsed >= _options.SlowFlushThreshold)
+        {
+            LogSlowFlush(_logger, chunk.File.Path, elapsed.TotalMilliseconds, records);
+        }
+    }
+
+    private void CompleteBatch(List<PendingAppend> batch, int batchBytes)
+    {
+        lock (_lock)
+        {
+            foreach (var pending in batch)
+            {
+                IndexCommitted(pending.Header, pending.Address, pending.FrameLengthBytes, pending.Record.Length);
+            }
+
+            _admittedCount -= batch.Count;
+            _lastCommittedChunk = _current.Number;
+            SignalSpaceFreed();
+        }
+
+        Interlocked.Increment(ref _batchCount);
+        _instruments.BatchRecords.Record(batch.Count);
+        _instruments.BatchBytes.Record(batchBytes);
+        _instruments.Appends.Add(batch.Count, new KeyValuePair<string, object?>("status", nameof(AppendStatus.Ok)));
+        foreach (var pending in batch)
+        {
+            pending.Succeed(new AppendResult(AppendStatus.Ok, pending.Address));
+        }
+    }
+
+    /// <summary>Adds a committed record to the index and its chunk's live bytes (during appends and recovery).</summary>
+    private void IndexCommitted(in LogRecordHeader header, LogAddress address, int frameLength, int recordLength)
+    {
+        AssertLockHeld();
+        var chunk = _chunks[address.ChunkNumber];
+        if (header.Kind == LogRecordKind.Fence)
+        {
+            var fence = _fences.TryGetValue(header.VolumeId, out var known) ? known : _fences[header.VolumeId] = new FenceState(header.Epoch);
+            if (header.Epoch < fence.Epoch)
+            {
+                // Only possible during recovery of a log written out of order; the newer fence stands.
+                ReleaseDead(address, frameLength);
+                return;
+            }
+
+            if (fence.Address is { } older)
+            {
+                // The newer fence supersedes the older record, whose chunk may now be reclaimed.
+                ReleaseDead(older, fence.FrameLengthBytes);
+            }
+
+            fence.Epoch = header.Epoch;
+            fence.Address = address;
+            fence.FrameLengthBytes = frameLength;
+            chunk.LiveBytes += frameLength;
+            return;
+        }
+
+        var segment = _segments[header.SegmentId];
+        segment.Records.Add(new LogIndexEntry(address, header.Lsn, header.Kind, header.OffsetBytes, header.LengthBytes, recordLength));
+        chunk.LiveBytes += frameLength;
+    }
+
+    private void Poison(List<PendingAppend> batch, Exception cause)
+    {
+        var fault = cause as StorageFaultException ?? new StorageFaultException($"log write failed: {cause.Message}");
+        LogPoisoned(_logger, fault.Message, cause);
+        List<PendingAppend> failed;
+        lock (_lock)
+        {
+            _fault = fault;
+            failed = [.. batch, .. _queue];
+            _queue.Clear();
+            SignalSpaceFreed();
+        }
+
+        // Nothing in the batch is reported committed: its fdatasync did not succeed.
+        foreach (var pending in failed)
+        {
+            pending.Fail(new StorageFaultException($"append failed, the log is poisoned: {fault.Message}", fault.Errno));
+        }
+    }
+
+    private void SignalSpaceFreed()
+    {
+        AssertLockHeld();
+        var signal = _spaceFreed;
+        _spaceFreed = NewSignal();
+        signal.TrySetResult();
+    }
+}
