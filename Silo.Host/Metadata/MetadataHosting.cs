@@ -11,7 +11,7 @@ namespace Converge.Hosting.Metadata;
 public static class MetadataHosting
 {
     /// <summary>The grain storage name for control-plane state: <c>[PersistentState("x", MetadataHosting.StorageName)]</c>.</summary>
-    public const string StorageName = "meta";
+    public const string StorageName = Converge.Grains.MetadataStorage.Name;
 
     /// <summary>
     /// Configures grain storage <see cref="StorageName"/> on the metadata database and, in
