@@ -109,6 +109,6 @@ public sealed class ClusterLayout
     public IReadOnlyList<IPEndPoint> Gateways(Func<NodeRecord, bool>? where = null) =>
         Nodes.Where(n => where?.Invoke(n) ?? true).Select(n => new IPEndPoint(IPAddress.Loopback, n.GatewayPort)).ToArray();
 
-    public string PostgresConnectionString =>
-        $"Host=127.0.0.1;Port={PostgresPort};Username=converge;Database=converge;Pooling=true;Timeout=5";
+    /// <summary>Connection string of the private PostgreSQL database (postgres mode), set when the server starts.</summary>
+    public string PostgresConnectionString { get; set; } = "";
 }

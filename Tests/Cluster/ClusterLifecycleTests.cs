@@ -115,3 +115,5 @@ public abstract class ClusterLifecycleTests(ITestOutputHelper output, bool postg
 }
 
 public sealed class SqliteClusterLifecycleTests(ITestOutputHelper output) : ClusterLifecycleTests(output, postgres: false);
+
+public sealed class PostgresClusterLifecycleTests(ITestOutputHelper output) : ClusterLifecycleTests(output, postgres: true);

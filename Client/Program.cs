@@ -1,2 +1,0 @@
-// Placeholder entry point so the skeleton builds; the command-line client replaces it.
-return 0;
