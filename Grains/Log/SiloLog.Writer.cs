@@ -177,6 +177,14 @@ public sealed partial class SiloLog
         }
 
         var segment = _segments[header.SegmentId];
+        if (segment.Destaged)
+        {
+            // A seal admitted before the segment was marked destaged commits into a segment that no longer holds bytes.
+            chunk.LiveBytes += frameLength;
+            ReleaseDead(address, frameLength);
+            return;
+        }
+
         segment.Records.Add(new LogIndexEntry(address, header.Lsn, header.Kind, header.OffsetBytes, header.LengthBytes, recordLength));
         chunk.LiveBytes += frameLength;
     }
