@@ -43,6 +43,7 @@ public static class SiloHost
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new LocalNode(settings.Node, role, settings.DataDirectory));
+        builder.Services.AddSingleton<ClusterView>();
 
         await MetadataSetup.PrepareAsync(settings, CancellationToken.None);
         builder.UseOrleans(silo =>

@@ -1,4 +1,7 @@
 using Converge.Cluster;
+using Converge.Grains.Segments;
 using Converge.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 
-return await SiloHost.RunAsync(args, NodeRoles.Storage);
+return await SiloHost.RunAsync(args, NodeRoles.Storage, (builder, settings) =>
+    builder.Services.AddStorageNodeLog(settings.DataDirectory, settings.Node, memoryMode: settings.NvramMode == "memory"));

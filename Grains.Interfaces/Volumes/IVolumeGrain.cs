@@ -32,6 +32,17 @@ public interface IVolumeGrain : IGrainWithStringKey
 
     [Alias("Detach")]
     Task<VolumeResult> DetachAsync(string node, ulong epoch);
+
+    /// <summary>The segment catalogue (segments and their mirror pairs), for attach-time recovery of the dirty map.</summary>
+    [Alias("Segments")]
+    Task<IReadOnlyList<Converge.DataPath.SegmentRecord>> GetSegmentsAsync();
+
+    /// <summary>
+    /// Records a segment before its first append, or updates it (sealed). Refused (StaleEpoch) unless the caller holds the
+    /// current epoch, so a fenced writer cannot add segments.
+    /// </summary>
+    [Alias("PutSegment")]
+    Task<VolumeResult> PutSegmentAsync(ulong epoch, Converge.DataPath.SegmentRecord segment);
 }
 
 /// <summary>The list of volume names (a single grain, key 0). Creation and removal go through it so names stay unique.</summary>

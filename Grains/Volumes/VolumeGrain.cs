@@ -183,6 +183,35 @@ public sealed partial class VolumeGrain(
         return VolumeResult.Success(Snapshot());
     }
 
+    public Task<IReadOnlyList<Converge.DataPath.SegmentRecord>> GetSegmentsAsync() =>
+        Task.FromResult<IReadOnlyList<Converge.DataPath.SegmentRecord>>(state.State.Segments.ToArray());
+
+    public async Task<VolumeResult> PutSegmentAsync(ulong epoch, Converge.DataPath.SegmentRecord segment)
+    {
+        if (!state.State.Exists)
+        {
+            return NotFound();
+        }
+
+        if (epoch != state.State.Epoch || segment.Epoch > epoch)
+        {
+            return VolumeResult.Fail(VolumeError.StaleEpoch, $"volume '{Name}' is at epoch {state.State.Epoch}, not {epoch}");
+        }
+
+        var index = state.State.Segments.FindIndex(s => s.SegmentId == segment.SegmentId);
+        if (index >= 0)
+        {
+            state.State.Segments[index] = segment;
+        }
+        else
+        {
+            state.State.Segments.Add(segment);
+        }
+
+        await state.WriteStateAsync();
+        return VolumeResult.Success(Snapshot());
+    }
+
     private bool LeaseExpired() => Stopwatch.GetElapsedTime(_leaseRenewedTicks).TotalMilliseconds > LeaseMs;
 
     private VolumeResult NotFound() => VolumeResult.Fail(VolumeError.NotFound, $"no volume named '{Name}'");

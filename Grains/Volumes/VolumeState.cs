@@ -21,6 +21,9 @@ public sealed class VolumeState
 
     /// <summary>Compute nodes that held the volume before, newest first (peer cache candidates), at most a few.</summary>
     [Id(7)] public List<string> FormerHolders { get; set; } = [];
+
+    /// <summary>The segment catalogue: every log segment of the volume not yet known destaged, with its mirror pair.</summary>
+    [Id(8)] public List<Converge.DataPath.SegmentRecord> Segments { get; set; } = [];
 }
 
 /// <summary>Persisted list of volume names.</summary>

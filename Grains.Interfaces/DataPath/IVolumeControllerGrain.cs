@@ -1,0 +1,59 @@
+namespace Converge.DataPath;
+
+/// <summary>Outcome of one I/O through a volume controller; mapped onto NBD errors by the NBD server.</summary>
+[GenerateSerializer, Alias("Converge.IoStatus")]
+public enum IoStatus
+{
+    Ok = 0,
+    /// <summary>The range runs past the end of the volume.</summary>
+    OutOfRange = 1,
+    /// <summary>This node no longer holds the volume (fenced by a newer attach, or its lease lapsed).</summary>
+    NotAttached = 2,
+    /// <summary>The data could not be made durable on two mirrors, or read from any copy.</summary>
+    IoError = 3,
+    /// <summary>NVRAM stayed full past the wait bound.</summary>
+    Busy = 4,
+    Invalid = 5,
+}
+
+[GenerateSerializer, Immutable, Alias("Converge.OpenReply")]
+public sealed record OpenReply(
+    [property: Id(0)] Volumes.VolumeError Error,
+    [property: Id(1)] string Message,
+    [property: Id(2)] long SizeBytes,
+    [property: Id(3)] int BlockSizeBytes,
+    [property: Id(4)] ulong Epoch);
+
+/// <summary>Bytes read through a controller. Immutable so the same-silo NBD server receives the array without a copy.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.VolumeReadReply")]
+public readonly record struct VolumeReadReply(
+    [property: Id(0)] IoStatus Status,
+    [property: Id(1)] byte[]? Data);
+
+/// <summary>
+/// The host-side controller of one attached volume (the "write grain"), keyed <c>compute-N/volumeName</c> and pinned to
+/// that compute node. It assigns LSNs, mirrors every record to two storage nodes, keeps the dirty map and serves reads
+/// from cache, log or extents. Reentrant: many I/Os are in flight at once.
+/// </summary>
+[Alias("Converge.IVolumeControllerGrain")]
+public interface IVolumeControllerGrain : IGrainWithStringKey
+{
+    /// <summary>Attaches the volume here (new epoch, fencing the previous holder) for one more client connection.</summary>
+    [Alias("Open"), ResponseTimeout("00:00:30")]
+    Task<OpenReply> OpenAsync();
+
+    /// <summary>One client connection is gone; the last one detaches after in-flight I/O drains.</summary>
+    [Alias("Close")]
+    Task CloseAsync();
+
+    /// <summary>Completes when the data is committed on both mirrors ("acknowledged").</summary>
+    [Alias("Write"), ResponseTimeout("00:00:10")]
+    Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, [Immutable] ReadOnlyMemory<byte> data);
+
+    /// <summary>Logs a zero range (TRIM or WRITE_ZEROES) as a tombstone; completes when both mirrors committed it.</summary>
+    [Alias("Zero"), ResponseTimeout("00:00:10")]
+    Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes);
+
+    [Alias("Read"), ResponseTimeout("00:00:10")]
+    Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes);
+}

@@ -1,0 +1,217 @@
+using Converge.Cluster;
+using Converge.DataPath;
+using Converge.Log;
+
+namespace Converge.Grains.Controller;
+
+public sealed partial class VolumeControllerGrain
+{
+    /// <summary>
+    /// Takeover before serving: fence every unsealed segment of older epochs on at least one mirror (an ack needs both,
+    /// so one fenced mirror stops the old writer), seal them, then rebuild the dirty map from every catalogued segment.
+    /// </summary>
+    private async Task RecoverSegmentsAsync()
+    {
+        var epoch = _attachment!.Epoch;
+        var segments = await Volume.GetSegmentsAsync();
+        foreach (var segment in segments.Where(s => !s.Sealed))
+        {
+            var fenced = 0;
+            foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
+            {
+                if (await TryMirrorAsync(() => Mirror(node, segment.SegmentId).FenceAsync(VolumeId, epoch)) == MirrorStatus.Ok)
+                {
+                    fenced++;
+                }
+            }
+
+            if (fenced == 0)
+            {
+                throw new DataPathException($"segment {segment.SegmentId} cannot be fenced: neither {segment.MirrorA} nor {segment.MirrorB} answers");
+            }
+
+            await SealSegmentAsync(segment);
+        }
+
+        foreach (var segment in segments)
+        {
+            foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
+            {
+                (MirrorStatus Status, SegmentEntry[] Entries) entries;
+                try
+                {
+                    entries = await Mirror(node, segment.SegmentId).GetEntriesAsync();
+                }
+                catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+                {
+                    continue;
+                }
+
+                if (entries.Status != MirrorStatus.Ok)
+                {
+                    continue;
+                }
+
+                foreach (var entry in entries.Entries)
+                {
+                    MergeDirty(entry.Lsn, segment, entry.Kind == LogRecordKind.Zero, (long)entry.OffsetBytes, (long)entry.LengthBytes);
+                }
+            }
+        }
+    }
+
+    /// <summary>Keeps the highest LSN per block; an equal LSN is the same write seen twice.</summary>
+    private void MergeDirty(Lsn lsn, SegmentRecord segment, bool zero, long offsetBytes, long lengthBytes)
+    {
+        var first = offsetBytes / BlockSizeBytes;
+        var last = (offsetBytes + lengthBytes - 1) / BlockSizeBytes;
+        for (var block = first; block <= last; block++)
+        {
+            if (!_dirty.TryGetValue(block, out var existing) || existing.Lsn < lsn)
+            {
+                _dirty[block] = new DirtyEntry(lsn, segment, zero);
+            }
+        }
+    }
+
+    /// <summary>Chooses two distinct live storage nodes and records the segment in the catalogue before its first append.</summary>
+    private async Task<SegmentRecord> NewSegmentAsync(IReadOnlyCollection<string> exclude)
+    {
+        var live = clusterView.ActiveNodes(NodeRoles.Storage);
+        var candidates = live.Where(n => !exclude.Contains(n)).ToList();
+        if (candidates.Count < 2)
+        {
+            candidates = live.ToList();
+        }
+
+        if (candidates.Count < 2)
+        {
+            throw new DataPathException($"writes need two live storage nodes; {live.Count} are active");
+        }
+
+        var a = Random.Shared.Next(candidates.Count);
+        var b = (a + 1 + Random.Shared.Next(candidates.Count - 1)) % candidates.Count;
+        var segment = new SegmentRecord(Guid.NewGuid(), candidates[a], candidates[b], _attachment!.Epoch, Sealed: false);
+        var recorded = await Volume.PutSegmentAsync(_attachment.Epoch, segment);
+        if (!recorded.Ok)
+        {
+            _lost = true;
+            throw new DataPathException(recorded.Message);
+        }
+
+        return segment;
+    }
+
+    private async Task SealSegmentAsync(SegmentRecord segment)
+    {
+        foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
+        {
+            await TryMirrorAsync(() => Mirror(node, segment.SegmentId).SealAsync(VolumeId, _attachment!.Epoch));
+        }
+
+        await Volume.PutSegmentAsync(_attachment!.Epoch, segment with { Sealed = true });
+    }
+
+    /// <summary>
+    /// Sends one record, encoded once, to both mirrors of the current segment and returns when both committed it. A
+    /// mirror that fails moves the writer to a new pair and the same record (same LSN) is sent again.
+    /// </summary>
+    private async Task<(IoStatus Status, SegmentRecord? Segment)> AppendToMirrorsAsync(LogRecordHeader header, ReadOnlyMemory<byte> payload)
+    {
+        for (var attempt = 0; attempt < MaxAppendAttempts; attempt++)
+        {
+            await _rotation;
+            if (!MayServe())
+            {
+                return (IoStatus.NotAttached, null);
+            }
+
+            var segment = _segment!;
+            var statusA = MirrorStatus.Faulted;
+            var statusB = MirrorStatus.Faulted;
+            using (var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span))
+            {
+                var a = TryMirrorAsync(() => Mirror(segment.MirrorA, segment.SegmentId).AppendCommittedAsync(record.Memory));
+                var b = TryMirrorAsync(() => Mirror(segment.MirrorB, segment.SegmentId).AppendCommittedAsync(record.Memory));
+                statusA = await a;
+                statusB = await b;
+            }
+
+            if (statusA == MirrorStatus.Ok && statusB == MirrorStatus.Ok)
+            {
+                return (IoStatus.Ok, segment);
+            }
+
+            if (statusA == MirrorStatus.Fenced || statusB == MirrorStatus.Fenced)
+            {
+                _lost = true;
+                LogLeaseLost(_name, localNode.Name);
+                return (IoStatus.NotAttached, null);
+            }
+
+            if (statusA is MirrorStatus.NvramFull or MirrorStatus.QueueFull || statusB is MirrorStatus.NvramFull or MirrorStatus.QueueFull)
+            {
+                return (IoStatus.Busy, null);
+            }
+
+            if (statusA == MirrorStatus.Invalid || statusB == MirrorStatus.Invalid)
+            {
+                return (IoStatus.Invalid, null);
+            }
+
+            var failed = new List<string>();
+            if (statusA is MirrorStatus.Faulted)
+            {
+                failed.Add(segment.MirrorA);
+            }
+
+            if (statusB is MirrorStatus.Faulted)
+            {
+                failed.Add(segment.MirrorB);
+            }
+
+            await RotateAsync(segment, failed, $"{segment.MirrorA}: {statusA}, {segment.MirrorB}: {statusB}");
+        }
+
+        return (IoStatus.IoError, null);
+    }
+
+    /// <summary>Seals a failed segment on whatever mirror still answers and opens a new one on a fresh pair (once per failure).</summary>
+    private Task RotateAsync(SegmentRecord failedSegment, IReadOnlyCollection<string> failedNodes, string reason)
+    {
+        if (_segment != failedSegment || !_rotation.IsCompleted)
+        {
+            return _rotation;
+        }
+
+        LogRotate(_name, failedSegment.SegmentId, failedSegment.MirrorA, failedSegment.MirrorB, reason);
+        _rotation = RotateCoreAsync(failedSegment, failedNodes);
+        return _rotation;
+    }
+
+    private async Task RotateCoreAsync(SegmentRecord failedSegment, IReadOnlyCollection<string> failedNodes)
+    {
+        try
+        {
+            await SealSegmentAsync(failedSegment);
+            _segment = await NewSegmentAsync(failedNodes);
+        }
+        catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
+        {
+            LogAttachFailed(_name, e.Message);
+        }
+    }
+
+    /// <summary>Calls a mirror; a lost node, timeout or refusal to activate counts as <see cref="MirrorStatus.Faulted"/>.</summary>
+    private static async Task<MirrorStatus> TryMirrorAsync(Func<Task<MirrorStatus>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException or OperationCanceledException)
+        {
+            return MirrorStatus.Faulted;
+        }
+    }
+}

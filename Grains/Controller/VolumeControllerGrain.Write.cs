@@ -1,0 +1,153 @@
+using Converge.DataPath;
+using Converge.Log;
+
+namespace Converge.Grains.Controller;
+
+public sealed partial class VolumeControllerGrain
+{
+    public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data)
+    {
+        if (!MayServe())
+        {
+            return IoStatus.NotAttached;
+        }
+
+        if (!InRange(offsetBytes, data.Length) || data.Length == 0 || data.Length > LogRecord.MaxPayloadBytes - BlockSizeBytes * 2)
+        {
+            return IoStatus.OutOfRange;
+        }
+
+        BeginIo();
+        try
+        {
+            var bs = BlockSizeBytes;
+            var first = offsetBytes / bs;
+            var last = (offsetBytes + data.Length - 1) / bs;
+            using var held = await _locks.AcquireAsync(first, last);
+            var alignedStart = first * bs;
+            var alignedLength = (int)((last - first + 1) * bs);
+            var payload = data;
+            if (alignedStart != offsetBytes || alignedLength != data.Length)
+            {
+                // Records hold whole blocks: read the partial edge blocks under the lock, then overlay the new bytes.
+                var merged = new byte[alignedLength];
+                if (offsetBytes != alignedStart)
+                {
+                    var head = await ReadBlocksAsync(first, 1);
+                    if (head.Status != IoStatus.Ok)
+                    {
+                        return head.Status;
+                    }
+
+                    head.Data.CopyTo(merged, 0);
+                }
+
+                if ((offsetBytes + data.Length) % bs != 0 && (last != first || offsetBytes == alignedStart))
+                {
+                    var tail = await ReadBlocksAsync(last, 1);
+                    if (tail.Status != IoStatus.Ok)
+                    {
+                        return tail.Status;
+                    }
+
+                    tail.Data.CopyTo(merged, (int)((last - first) * bs));
+                }
+
+                data.Span.CopyTo(merged.AsSpan((int)(offsetBytes - alignedStart)));
+                payload = merged;
+            }
+
+            var lsn = new Lsn(_attachment!.Epoch, ++_sequence);
+            var header = LogRecordHeader.ForWrite(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, payload.Length);
+            var (status, segment) = await AppendToMirrorsAsync(header, payload);
+            for (var block = first; block <= last; block++)
+            {
+                if (status == IoStatus.Ok)
+                {
+                    _dirty[block] = new DirtyEntry(lsn, segment!, Zero: false);
+                    cache.Put(VolumeId, block, lsn, payload.Span.Slice((int)((block - first) * bs), bs));
+                }
+                else
+                {
+                    cache.Invalidate(VolumeId, block);
+                }
+            }
+
+            return status;
+        }
+        finally
+        {
+            EndIo();
+        }
+    }
+
+    public async Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes)
+    {
+        if (!MayServe())
+        {
+            return IoStatus.NotAttached;
+        }
+
+        if (!InRange(offsetBytes, lengthBytes) || lengthBytes == 0)
+        {
+            return IoStatus.OutOfRange;
+        }
+
+        var bs = BlockSizeBytes;
+        var end = offsetBytes + lengthBytes;
+        var alignedStart = (offsetBytes + bs - 1) / bs * bs;
+        var alignedEnd = end / bs * bs;
+        if (alignedStart >= alignedEnd)
+        {
+            // Inside one block: an ordinary read-modify-write of zeros.
+            return await WriteAcknowledgedAsync(offsetBytes, new byte[lengthBytes]);
+        }
+
+        if (alignedStart > offsetBytes)
+        {
+            var head = await WriteAcknowledgedAsync(offsetBytes, new byte[alignedStart - offsetBytes]);
+            if (head != IoStatus.Ok)
+            {
+                return head;
+            }
+        }
+
+        if (end > alignedEnd)
+        {
+            var tail = await WriteAcknowledgedAsync(alignedEnd, new byte[end - alignedEnd]);
+            if (tail != IoStatus.Ok)
+            {
+                return tail;
+            }
+        }
+
+        BeginIo();
+        try
+        {
+            var first = alignedStart / bs;
+            var last = alignedEnd / bs - 1;
+            using var held = await _locks.AcquireAsync(first, last);
+            var lsn = new Lsn(_attachment!.Epoch, ++_sequence);
+            var header = LogRecordHeader.ForZero(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, (ulong)(alignedEnd - alignedStart));
+            var (status, segment) = await AppendToMirrorsAsync(header, ReadOnlyMemory<byte>.Empty);
+            for (var block = first; block <= last; block++)
+            {
+                cache.Invalidate(VolumeId, block);
+                if (status == IoStatus.Ok)
+                {
+                    _dirty[block] = new DirtyEntry(lsn, segment!, Zero: true);
+                }
+            }
+
+            return status;
+        }
+        finally
+        {
+            EndIo();
+        }
+    }
+
+    /// <summary>Overflow-safe: offset and length are non-negative and end within the volume.</summary>
+    private bool InRange(long offsetBytes, long lengthBytes) =>
+        offsetBytes >= 0 && lengthBytes >= 0 && offsetBytes <= SizeBytes && lengthBytes <= SizeBytes - offsetBytes;
+}

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using Converge.Cluster;
+using Converge.DataPath;
+using Converge.Grains.Cache;
+using Converge.Grains.Cluster;
+using Converge.Grains.Placement;
+using Converge.Log;
+using Converge.Volumes;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+
+namespace Converge.Grains.Controller;
+
+/// <summary>
+/// The host-side controller of one volume attached to this compute node (the write grain). Turn-based but reentrant:
+/// many I/Os interleave at their awaits, never run in parallel, so its maps need no locks. Everything it knows is
+/// rebuilt at attach from the segment catalogue and the mirrors, so losing the activation (or the node) loses no data.
+/// </summary>
+[NodePinnedPlacement, Reentrant]
+public sealed partial class VolumeControllerGrain(
+    LocalNode localNode,
+    ClusterView clusterView,
+    BlockCache cache,
+    ILogger<VolumeControllerGrain> logger) : Grain, IVolumeControllerGrain
+{
+    private const int MaxAppendAttempts = 4;
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly BlockLocks _locks = new();
+    private readonly Dictionary<long, DirtyEntry> _dirty = [];
+    private string _name = "";
+    private int _openCount;
+    private int _inflight;
+    private TaskCompletionSource? _drained;
+    private Attachment? _attachment;
+    private SegmentRecord? _segment;
+    private ulong _sequence;
+    private bool _lost;
+    private long _leaseRenewedTicks;
+    private IGrainTimer? _leaseTimer;
+    private Task _rotation = Task.CompletedTask;
+
+    private Guid VolumeId => _attachment!.Volume.VolumeId;
+
+    private int BlockSizeBytes => _attachment!.Volume.BlockSizeBytes;
+
+    private long SizeBytes => _attachment!.Volume.SizeBytes;
+
+    private IVolumeGrain Volume => GrainFactory.GetGrain<IVolumeGrain>(_name);
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var key = this.GetPrimaryKeyString();
+        _name = key[(key.IndexOf(NodeRoles.PinSeparator, StringComparison.Ordinal) + 1)..];
+        return Task.CompletedTask;
+    }
+
+    public async Task<OpenReply> OpenAsync()
+    {
+        if (_attachment is not null && !_lost)
+        {
+            _openCount++;
+            return Reply();
+        }
+
+        var attach = await Volume.AttachAsync(localNode.Name, force: false);
+        if (!attach.Ok)
+        {
+            return new OpenReply(attach.Error, attach.Message, 0, 0, 0);
+        }
+
+        var previousHolder = attach.Attachment!.Volume.FormerHolders.FirstOrDefault();
+        _attachment = attach.Attachment;
+        _lost = false;
+        _leaseRenewedTicks = Stopwatch.GetTimestamp();
+        _dirty.Clear();
+        if (previousHolder is not null && previousHolder != localNode.Name)
+        {
+            // Another node wrote since this node last held the volume: nothing cached here can be proven current.
+            cache.DropVolume(VolumeId);
+        }
+
+        try
+        {
+            await RecoverSegmentsAsync();
+            _segment = await NewSegmentAsync(exclude: []);
+        }
+        catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
+        {
+            LogAttachFailed(_name, e.Message);
+            await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
+            _attachment = null;
+            return new OpenReply(VolumeError.InvalidNode, $"cannot attach '{_name}' on {localNode.Name}: {e.Message}", 0, 0, 0);
+        }
+
+        _leaseTimer?.Dispose();
+        var period = TimeSpan.FromMilliseconds(_attachment.LeaseMs / 4.0);
+        _leaseTimer = this.RegisterGrainTimer(RenewLeaseAsync, new GrainTimerCreationOptions(period, period) { Interleave = true });
+        _openCount++;
+        LogAttached(_name, localNode.Name, _attachment.Epoch, _dirty.Count);
+        return Reply();
+    }
+
+    public async Task CloseAsync()
+    {
+        if (_openCount == 0 || --_openCount > 0)
+        {
+            return;
+        }
+
+        if (_inflight > 0)
+        {
+            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            await Task.WhenAny(_drained.Task, Task.Delay(DrainTimeout));
+        }
+
+        if (_openCount > 0 || _attachment is null)
+        {
+            return;
+        }
+
+        _leaseTimer?.Dispose();
+        _leaseTimer = null;
+        if (!_lost)
+        {
+            if (_segment is { } open)
+            {
+                await SealSegmentAsync(open);
+            }
+
+            await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
+            LogDetached(_name, localNode.Name, _attachment.Epoch);
+        }
+
+        _attachment = null;
+        _segment = null;
+        DeactivateOnIdle();
+    }
+
+    private OpenReply Reply() => new(VolumeError.None, "", SizeBytes, BlockSizeBytes, _attachment!.Epoch);
+
+    /// <summary>I/O is allowed only while this node provably holds the volume: attached, not fenced, lease fresh.</summary>
+    private bool MayServe()
+    {
+        if (_attachment is null || _lost)
+        {
+            return false;
+        }
+
+        // Stop a margin before the volume grain would let another node take over.
+        if (Stopwatch.GetElapsedTime(_leaseRenewedTicks).TotalMilliseconds > _attachment.LeaseMs * 0.8)
+        {
+            _lost = true;
+            LogLeaseLost(_name, localNode.Name);
+            return false;
+        }
+
+        return true;
+    }
+
+    private async Task RenewLeaseAsync(CancellationToken cancellationToken)
+    {
+        if (_attachment is null || _lost)
+        {
+            return;
+        }
+
+        var sent = Stopwatch.GetTimestamp();
+        try
+        {
+            var renewed = await Volume.RenewLeaseAsync(localNode.Name, _attachment.Epoch);
+            if (renewed.Ok)
+            {
+                _leaseRenewedTicks = sent;
+            }
+            else if (renewed.Error is VolumeError.StaleEpoch or VolumeError.NotFound)
+            {
+                _lost = true;
+                LogLeaseLost(_name, localNode.Name);
+            }
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            // Try again at the next tick; MayServe stops I/O if renewals keep failing.
+        }
+    }
+
+    private void BeginIo() => _inflight++;
+
+    private void EndIo()
+    {
+        if (--_inflight == 0)
+        {
+            _drained?.TrySetResult();
+        }
+    }
+
+    private ILogSegmentGrain Mirror(string node, Guid segmentId) =>
+        GrainFactory.GetGrain<ILogSegmentGrain>(NodeRoles.PinnedKey(node, segmentId.ToString("N")));
+
+    /// <summary>The newest logged version of one block not yet known destaged.</summary>
+    private readonly record struct DirtyEntry(Lsn Lsn, SegmentRecord Segment, bool Zero);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} attached on {Node} at epoch {Epoch}; dirty map rebuilt with {Blocks} blocks")]
+    private partial void LogAttached(string name, string node, ulong epoch, int blocks);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} detached from {Node} at epoch {Epoch}")]
+    private partial void LogDetached(string name, string node, ulong epoch);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name} could not attach: {Reason}")]
+    private partial void LogAttachFailed(string name, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name} on {Node}: lease lost or fenced; all I/O stops")]
+    private partial void LogLeaseLost(string name, string node);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: segment {SegmentId} on {MirrorA}+{MirrorB} failed ({Reason}); moving to a new pair")]
+    private partial void LogRotate(string name, Guid segmentId, string mirrorA, string mirrorB, string reason);
+}
+
+/// <summary>The data path could not be set up (too few storage nodes, a segment neither mirror can fence).</summary>
+public sealed class DataPathException(string message) : Exception(message);

@@ -1,0 +1,41 @@
+using Converge.Grains.Io;
+using Converge.Grains.Log;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Converge.Grains.Segments;
+
+/// <summary>
+/// The storage node's one log, opened (and recovered) when the silo starts and shared by every segment grain on it.
+/// In memory NVRAM mode the log lives in <c>/dev/shm</c>: it survives a process kill, not a machine loss.
+/// </summary>
+public sealed class StorageNodeLog : IDisposable
+{
+    private readonly Lazy<SiloLog> _log;
+
+    public StorageNodeLog(string dataDirectory, string nodeName, bool memoryMode, ILoggerFactory loggers, IStorageFileSystem? fileSystem = null)
+    {
+        var directory = memoryMode ? Path.Combine("/dev/shm", "converge", nodeName + "-" + StableHash(dataDirectory)) : dataDirectory;
+        var options = new SiloLogOptions { Durability = memoryMode ? LogDurability.Memory : LogDurability.Fsync };
+        _log = new Lazy<SiloLog>(() => SiloLog.Open(directory, fileSystem ?? PosixFileSystem.Instance, options, loggers.CreateLogger<SiloLog>()));
+    }
+
+    public SiloLog Log => _log.Value;
+
+    public void Dispose()
+    {
+        if (_log.IsValueCreated)
+        {
+            _log.Value.Dispose();
+        }
+    }
+
+    private static string StableHash(string text) => Converge.Log.Crc32C.Compute(System.Text.Encoding.UTF8.GetBytes(text)).ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
+}
+
+public static class StorageNodeRegistration
+{
+    /// <summary>Registers the storage node's log; opened eagerly by the silo host so recovery happens before serving.</summary>
+    public static IServiceCollection AddStorageNodeLog(this IServiceCollection services, string dataDirectory, string nodeName, bool memoryMode) =>
+        services.AddSingleton(sp => new StorageNodeLog(dataDirectory, nodeName, memoryMode, sp.GetRequiredService<ILoggerFactory>()));
+}

@@ -1,0 +1,133 @@
+using Converge.Cluster;
+using Converge.DataPath;
+using Converge.Grains.Cluster;
+using Converge.Nbd;
+using Converge.Volumes;
+
+namespace Converge.SiloCompute.Nbd;
+
+/// <summary>
+/// Serves volumes over NBD from this compute node: every export is the volume controller grain pinned to this node,
+/// reached in-process (no cross-process hop between the NBD server and the controller).
+/// </summary>
+public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbdBackend
+{
+    public async ValueTask<IReadOnlyList<NbdExportInfo>> ListExportsAsync(CancellationToken cancellationToken)
+    {
+        var volumes = await grains.GetGrain<IVolumeCatalogGrain>(0).ListAsync();
+        return volumes.Select(v => new NbdExportInfo(v.Name, $"Converge volume {v.Name} ({v.SizeBytes} bytes)")).ToArray();
+    }
+
+    public async ValueTask<NbdOpenResult> OpenAsync(string exportName, CancellationToken cancellationToken)
+    {
+        if (VolumeRules.CheckName(exportName) is not null)
+        {
+            return NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, $"no volume named '{exportName}'");
+        }
+
+        var controller = grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey(node.Name, exportName));
+        OpenReply reply;
+        try
+        {
+            reply = await controller.OpenAsync();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            return NbdOpenResult.Refused(NbdOpenStatus.Unavailable, $"volume '{exportName}' is unavailable: {e.Message}");
+        }
+
+        return reply.Error switch
+        {
+            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, exportName, reply.SizeBytes, reply.BlockSizeBytes)),
+            VolumeError.NotFound => NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, reply.Message),
+            VolumeError.AttachedElsewhere => NbdOpenResult.Refused(NbdOpenStatus.PolicyRefused, reply.Message),
+            _ => NbdOpenResult.Refused(NbdOpenStatus.Unavailable, reply.Message),
+        };
+    }
+}
+
+/// <summary>One NBD connection's view of a volume; closing it releases the connection's hold on the attachment.</summary>
+internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string name, long sizeBytes, int blockSizeBytes) : INbdExport
+{
+    private const int MaxZeroChunkBytes = 1 << 30;
+
+    public string Name { get; } = name;
+
+    public long SizeBytes { get; } = sizeBytes;
+
+    public int BlockSizeBytes { get; } = blockSizeBytes;
+
+    public async ValueTask<NbdIoStatus> ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var reply = await Call(() => controller.ReadAsync(offsetBytes, destination.Length));
+        if (reply.Status != IoStatus.Ok)
+        {
+            return Map(reply.Status);
+        }
+
+        reply.Data.AsSpan().CopyTo(destination.Span);
+        return NbdIoStatus.Ok;
+    }
+
+    public async ValueTask<NbdIoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) =>
+        Map(await Call(() => controller.WriteAcknowledgedAsync(offsetBytes, source)));
+
+    public async ValueTask<NbdIoStatus> WriteZeroesAsync(long offsetBytes, long lengthBytes, bool mayDeallocate, CancellationToken cancellationToken)
+    {
+        // Zeroes are logged as tombstones either way; a huge range goes in bounded pieces so no record grows without limit.
+        for (var done = 0L; done < lengthBytes; done += MaxZeroChunkBytes)
+        {
+            var piece = Math.Min(MaxZeroChunkBytes, lengthBytes - done);
+            var status = await Call(() => controller.ZeroAcknowledgedAsync(offsetBytes + done, piece));
+            if (status != IoStatus.Ok)
+            {
+                return Map(status);
+            }
+        }
+
+        return NbdIoStatus.Ok;
+    }
+
+    public ValueTask<NbdIoStatus> TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken) =>
+        WriteZeroesAsync(offsetBytes, lengthBytes, mayDeallocate: true, cancellationToken);
+
+    // Every write reply already means committed on both mirrors: nothing is left to flush.
+    public ValueTask<NbdIoStatus> FlushAsync(CancellationToken cancellationToken) => ValueTask.FromResult(NbdIoStatus.Ok);
+
+    public ValueTask<(NbdIoStatus Status, IReadOnlyList<NbdExtent> Extents)> GetBlockStatusAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<(NbdIoStatus, IReadOnlyList<NbdExtent>)>((NbdIoStatus.Ok, [new NbdExtent(lengthBytes, Hole: false, Zero: false)]));
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await controller.CloseAsync();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            // The lease lapses on its own if the close cannot be delivered.
+        }
+    }
+
+    private static async Task<T> Call<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            return default(T) is IoStatus ? (T)(object)IoStatus.IoError : (T)(object)new VolumeReadReply(IoStatus.IoError, null);
+        }
+    }
+
+    private static NbdIoStatus Map(IoStatus status) => status switch
+    {
+        IoStatus.Ok => NbdIoStatus.Ok,
+        IoStatus.OutOfRange => NbdIoStatus.Invalid,
+        IoStatus.NotAttached => NbdIoStatus.NotPermitted,
+        IoStatus.Busy => NbdIoStatus.NoMemory,
+        IoStatus.Invalid => NbdIoStatus.Invalid,
+        _ => NbdIoStatus.IoError,
+    };
+}
