@@ -58,27 +58,78 @@ internal sealed partial class NbdConnection
         }
     }
 
-    /// <summary>Sends read data already placed at <see cref="ReadReplyPrefixBytes"/> in <paramref name="buffer"/>, as one write.</summary>
-    private ValueTask SendReadReplyAsync(Request request, byte[] buffer, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends read data placed at <see cref="ReadPrefixBytes"/> in <paramref name="buffer"/>: one write when the header
+    /// fits in front of it, else the header then the data under one hold of the write lock.
+    /// </summary>
+    private async ValueTask SendReadReplyAsync(Request request, byte[]? buffer, CancellationToken cancellationToken)
     {
         var length = (int)request.LengthBytes;
-        if (!_structuredReplies)
+        var prefix = ReadPrefixBytes(request.LengthBytes);
+        if (buffer is null || (_structuredReplies && length == 0))
         {
-            var start = ReadReplyPrefixBytes - NbdWire.SimpleReplyHeaderBytes;
-            WriteSimpleHeader(buffer.AsSpan(start), NbdError.None, request.Cookie);
-            return WriteAsync(buffer.AsMemory(start, NbdWire.SimpleReplyHeaderBytes + length), cancellationToken);
+            // Nothing to send but the header. OFFSET_DATA must carry data, so an empty structured read is NONE.
+            await SendHeaderAndDataAsync(request, ReadOnlyMemory<byte>.Empty, length == 0 ? NbdReplyType.None : NbdReplyType.OffsetData, cancellationToken).ConfigureAwait(false);
+            return;
         }
 
-        if (length == 0)
+        if (prefix == 0)
         {
-            // OFFSET_DATA must carry data; an empty read is answered with NONE.
-            WriteStructuredHeader(buffer, NbdReplyType.None, request.Cookie, 0);
-            return WriteAsync(buffer.AsMemory(0, NbdWire.StructuredReplyHeaderBytes), cancellationToken);
+            await SendHeaderAndDataAsync(request, buffer.AsMemory(0, length), NbdReplyType.OffsetData, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        if (!_structuredReplies)
+        {
+            var start = prefix - NbdWire.SimpleReplyHeaderBytes;
+            WriteSimpleHeader(buffer.AsSpan(start), NbdError.None, request.Cookie);
+            await WriteAsync(buffer.AsMemory(start, NbdWire.SimpleReplyHeaderBytes + length), cancellationToken).ConfigureAwait(false);
+            return;
         }
 
         WriteStructuredHeader(buffer, NbdReplyType.OffsetData, request.Cookie, 8 + length);
         BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(NbdWire.StructuredReplyHeaderBytes), request.OffsetBytes);
-        return WriteAsync(buffer.AsMemory(0, ReadReplyPrefixBytes + length), cancellationToken);
+        await WriteAsync(buffer.AsMemory(0, prefix + length), cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask SendHeaderAndDataAsync(Request request, ReadOnlyMemory<byte> data, NbdReplyType structuredType, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            int headerBytes;
+            if (!_structuredReplies)
+            {
+                WriteSimpleHeader(_replyScratch, NbdError.None, request.Cookie);
+                headerBytes = NbdWire.SimpleReplyHeaderBytes;
+            }
+            else if (structuredType == NbdReplyType.None)
+            {
+                WriteStructuredHeader(_replyScratch, NbdReplyType.None, request.Cookie, 0);
+                headerBytes = NbdWire.StructuredReplyHeaderBytes;
+            }
+            else
+            {
+                WriteStructuredHeader(_replyScratch, NbdReplyType.OffsetData, request.Cookie, 8 + data.Length);
+                BinaryPrimitives.WriteInt64BigEndian(_replyScratch.AsSpan(NbdWire.StructuredReplyHeaderBytes), request.OffsetBytes);
+                headerBytes = ReadReplyPrefixBytes;
+            }
+
+            await _stream.WriteAsync(_replyScratch.AsMemory(0, headerBytes), cancellationToken).ConfigureAwait(false);
+            if (!data.IsEmpty)
+            {
+                await _stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            CancelConnection();
+            throw;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
     }
 
     /// <summary>One BLOCK_STATUS chunk for base:allocation, clipped to the request (and to one extent under REQ_ONE).</summary>

@@ -7,8 +7,16 @@ namespace Converge.Nbd.Connection;
 
 internal sealed partial class NbdConnection
 {
-    /// <summary>Room in front of read data for the reply header, so a read reply is one write.</summary>
+    /// <summary>Room in front of small reads' data for the reply header, so such a reply is one write.</summary>
     private const int ReadReplyPrefixBytes = NbdWire.StructuredReplyHeaderBytes + 8;
+
+    /// <summary>
+    /// Reads up to this size carry the header prefix in their buffer. Larger ones rent exactly their length (the
+    /// pool rounds up to a power of two, and a prefix would double a 32 MiB buffer) and send the header apart.
+    /// </summary>
+    private const int PrefixedReadMaxBytes = 16 * 1024;
+
+    private static int ReadPrefixBytes(uint lengthBytes) => lengthBytes <= PrefixedReadMaxBytes ? ReadReplyPrefixBytes : 0;
 
     /// <summary>Descriptors one BLOCK_STATUS reply carries at most (the spec asks for no more than 2^20).</summary>
     private const int MaxBlockStatusDescriptors = 8192;
@@ -72,7 +80,7 @@ internal sealed partial class NbdConnection
                 var request = new Request(command, flags, cookie, (long)offset, length);
                 var bufferBytes = command switch
                 {
-                    NbdCommand.Read => ReadReplyPrefixBytes + (int)length,
+                    NbdCommand.Read => ReadPrefixBytes(length) + (int)length,
                     NbdCommand.Write => (int)length,
                     _ => 0,
                 };
@@ -181,7 +189,7 @@ internal sealed partial class NbdConnection
                 {
                     case NbdCommand.Read:
                         Debug.Assert(buffer is not null);
-                        status = request.LengthBytes == 0 ? NbdIoStatus.Ok : await export.ReadAsync(request.OffsetBytes, buffer.AsMemory(ReadReplyPrefixBytes, (int)request.LengthBytes), cancellationToken).ConfigureAwait(false);
+                        status = request.LengthBytes == 0 ? NbdIoStatus.Ok : await export.ReadAsync(request.OffsetBytes, buffer.AsMemory(ReadPrefixBytes(request.LengthBytes), (int)request.LengthBytes), cancellationToken).ConfigureAwait(false);
                         if (status == NbdIoStatus.Ok)
                         {
                             await SendReadReplyAsync(request, buffer, cancellationToken).ConfigureAwait(false);

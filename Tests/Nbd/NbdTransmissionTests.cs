@@ -151,6 +151,39 @@ public sealed class NbdTransmissionTests
         Assert.Equal(12, one.Payload.Length);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task LargeAndEmptyReads_ReturnExactlyTheWrittenBytes(bool structured)
+    {
+        await using var server = await NbdTestServer.StartAsync();
+        await using var client = await RawNbdClient.ConnectAsync(server.Port);
+        await client.GoAsync("vol", structured);
+        var payload = new byte[32 * 1024 * 1024];
+        Random.Shared.NextBytes(payload);
+        await client.SendRequestAsync(Write, 0, 1, 4096, (uint)payload.Length, payload);
+        Assert.Equal(0u, (await client.ReadSimpleReplyAsync(1)).Error);
+        await client.SendRequestAsync(Read, 0, 2, 4096, (uint)payload.Length);
+        await client.SendRequestAsync(Read, 0, 3, 4096, 0);
+        if (structured)
+        {
+            var data = await client.ReadStructuredChunkAsync();
+            Assert.Equal((1, 1, 2ul), (data.Flags, data.Type, data.Cookie));
+            Assert.Equal(4096, BinaryPrimitives.ReadInt64BigEndian(data.Payload));
+            Assert.True(payload.AsSpan().SequenceEqual(data.Payload.AsSpan(8)), "32 MiB structured read differs from what was written");
+            var empty = await client.ReadStructuredChunkAsync();
+            Assert.Equal((1, 0, 3ul, 0), (empty.Flags, empty.Type, empty.Cookie, empty.Payload.Length));
+        }
+        else
+        {
+            var data = await client.ReadSimpleReplyAsync(2, payload.Length);
+            Assert.True(payload.AsSpan().SequenceEqual(data.Data), "32 MiB read differs from what was written");
+            Assert.Equal(0u, (await client.ReadSimpleReplyAsync(3)).Error);
+        }
+
+        Assert.Equal(0, server.Server.BufferedBytes);
+    }
+
     [Fact]
     public async Task WriteZeroes_NoHoleKeepsBlocksAllocated_TrimAndPlainZeroesDeallocate()
     {
