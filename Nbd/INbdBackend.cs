@@ -64,6 +64,9 @@ public interface INbdExport : IAsyncDisposable
 {
     string Name { get; }
 
+    /// <summary>Human-readable description (NBD_INFO_DESCRIPTION); empty for none.</summary>
+    string Description => "";
+
     long SizeBytes { get; }
 
     /// <summary>Preferred block size (NBD_INFO_BLOCK_SIZE preferred); a power of two, at least 512.</summary>
