@@ -1,6 +1,7 @@
 using System.Net;
 using Converge.Hosting;
 using Converge.Nbd;
+using Converge.Nbd.Server;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
