@@ -40,6 +40,7 @@ public static class SiloHost
         });
         builder.Logging.AddFilter("Orleans", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Polly", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new LocalNode(settings.Node, role, settings.DataDirectory));

@@ -5,6 +5,9 @@ namespace Converge.Grains.Controller;
 
 public sealed partial class VolumeControllerGrain
 {
+    /// <summary>The largest payload of one log record; larger writes become several records written in parallel.</summary>
+    private const int MaxRecordPayloadBytes = 1024 * 1024;
+
     public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data)
     {
         if (!MayServe())
@@ -12,11 +15,33 @@ public sealed partial class VolumeControllerGrain
             return IoStatus.NotAttached;
         }
 
-        if (!InRange(offsetBytes, data.Length) || data.Length == 0 || data.Length > LogRecord.MaxPayloadBytes - BlockSizeBytes * 2)
+        if (!InRange(offsetBytes, data.Length) || data.Length == 0)
         {
             return IoStatus.OutOfRange;
         }
 
+        if (data.Length <= MaxRecordPayloadBytes - (2 * BlockSizeBytes))
+        {
+            return await WriteRecordAsync(offsetBytes, data);
+        }
+
+        // Split on record-size boundaries, so pieces share no block and need no ordering between them.
+        var pieces = new List<Task<IoStatus>>();
+        var position = offsetBytes;
+        var end = offsetBytes + data.Length;
+        while (position < end)
+        {
+            var pieceEnd = Math.Min(end, ((position / MaxRecordPayloadBytes) + 1) * MaxRecordPayloadBytes);
+            pieces.Add(WriteRecordAsync(position, data.Slice((int)(position - offsetBytes), (int)(pieceEnd - position))));
+            position = pieceEnd;
+        }
+
+        var statuses = await Task.WhenAll(pieces);
+        return statuses.FirstOrDefault(s => s != IoStatus.Ok, IoStatus.Ok);
+    }
+
+    private async Task<IoStatus> WriteRecordAsync(long offsetBytes, ReadOnlyMemory<byte> data)
+    {
         BeginIo();
         try
         {

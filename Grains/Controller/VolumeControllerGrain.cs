@@ -27,6 +27,7 @@ public sealed partial class VolumeControllerGrain(
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
 
     private readonly BlockLocks _locks = new();
+    private readonly SemaphoreSlim _openClose = new(1, 1);
     private readonly Dictionary<long, DirtyEntry> _dirty = [];
     private string _name = "";
     private int _openCount;
@@ -56,6 +57,33 @@ public sealed partial class VolumeControllerGrain(
     }
 
     public async Task<OpenReply> OpenAsync()
+    {
+        // Opens and closes interleave with I/O but never with each other: a close that detaches must not race an open.
+        await _openClose.WaitAsync();
+        try
+        {
+            return await OpenCoreAsync();
+        }
+        finally
+        {
+            _openClose.Release();
+        }
+    }
+
+    public async Task CloseAsync()
+    {
+        await _openClose.WaitAsync();
+        try
+        {
+            await CloseCoreAsync();
+        }
+        finally
+        {
+            _openClose.Release();
+        }
+    }
+
+    private async Task<OpenReply> OpenCoreAsync()
     {
         if (_attachment is not null && !_lost)
         {
@@ -95,13 +123,13 @@ public sealed partial class VolumeControllerGrain(
 
         _leaseTimer?.Dispose();
         var period = TimeSpan.FromMilliseconds(_attachment.LeaseMs / 4.0);
-        _leaseTimer = this.RegisterGrainTimer(RenewLeaseAsync, new GrainTimerCreationOptions(period, period) { Interleave = true });
+        _leaseTimer = this.RegisterGrainTimer(RenewLeaseAsync, new GrainTimerCreationOptions(period, period) { Interleave = true, KeepAlive = true });
         _openCount++;
         LogAttached(_name, localNode.Name, _attachment.Epoch, _dirty.Count);
         return Reply();
     }
 
-    public async Task CloseAsync()
+    private async Task CloseCoreAsync()
     {
         if (_openCount == 0 || --_openCount > 0)
         {
@@ -134,7 +162,6 @@ public sealed partial class VolumeControllerGrain(
 
         _attachment = null;
         _segment = null;
-        DeactivateOnIdle();
     }
 
     private OpenReply Reply() => new(VolumeError.None, "", SizeBytes, BlockSizeBytes, _attachment!.Epoch);
