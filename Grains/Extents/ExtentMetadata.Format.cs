@@ -41,7 +41,7 @@ internal sealed partial class ExtentMetadata
         BinaryPrimitives.WriteUInt16LittleEndian(slot[10..], HeaderSizeBytes);
         BinaryPrimitives.WriteInt32LittleEndian(slot[12..], identity.BlockSizeBytes);
         BinaryPrimitives.WriteInt32LittleEndian(slot[16..], n);
-        identity.VolumeId.TryWriteBytes(slot[24..40]);
+        identity.VolumeId.TryWriteBytes(slot[24..40], bigEndian: true, out _);
         BinaryPrimitives.WriteUInt64LittleEndian(slot[40..], identity.SnapshotId);
         BinaryPrimitives.WriteInt64LittleEndian(slot[48..], identity.ExtentIndex);
         BinaryPrimitives.WriteUInt64LittleEndian(slot[56..], Generation);
@@ -103,7 +103,7 @@ internal sealed partial class ExtentMetadata
         var version = BinaryPrimitives.ReadUInt16LittleEndian(slot[8..]);
         var blockSize = BinaryPrimitives.ReadInt32LittleEndian(slot[12..]);
         var blocks = BinaryPrimitives.ReadInt32LittleEndian(slot[16..]);
-        var volumeId = new Guid(slot[24..40]);
+        var volumeId = new Guid(slot[24..40], bigEndian: true);
         var snapshotId = BinaryPrimitives.ReadUInt64LittleEndian(slot[40..]);
         var extentIndex = BinaryPrimitives.ReadInt64LittleEndian(slot[48..]);
         if (version != FormatVersion || blockSize != identity.BlockSizeBytes || blocks != blocksPerExtent

@@ -237,7 +237,7 @@ public sealed partial class PlacementGroupStore
         BinaryPrimitives.WriteUInt16LittleEndian(header[8..], 1);
         BinaryPrimitives.WriteInt32LittleEndian(header[12..], _blockSizeBytes);
         BinaryPrimitives.WriteInt32LittleEndian(header[16..], _blocksPerExtent);
-        VolumeId.TryWriteBytes(header[24..40]);
+        VolumeId.TryWriteBytes(header[24..40], bigEndian: true, out _);
         BinaryPrimitives.WriteUInt64LittleEndian(header[40..], ExtentKey.LiveSnapshotId);
         BinaryPrimitives.WriteInt64LittleEndian(header[48..], extentIndex);
         BinaryPrimitives.WriteUInt32LittleEndian(header[60..], Crc32C.Compute(header[..60]));
@@ -253,7 +253,7 @@ public sealed partial class PlacementGroupStore
         var version = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
         var blockSize = BinaryPrimitives.ReadInt32LittleEndian(header[12..]);
         var blocks = BinaryPrimitives.ReadInt32LittleEndian(header[16..]);
-        var volumeId = new Guid(header[24..40]);
+        var volumeId = new Guid(header[24..40], bigEndian: true);
         var snapshotId = BinaryPrimitives.ReadUInt64LittleEndian(header[40..]);
         var extentIndex = BinaryPrimitives.ReadInt64LittleEndian(header[48..]);
         if (version != 1 || blockSize != _blockSizeBytes || blocks != _blocksPerExtent || volumeId != VolumeId || snapshotId != ExtentKey.LiveSnapshotId)
