@@ -33,7 +33,7 @@ public sealed partial class PlacementGroupStore
         var extents = 0;
         var chunk = ArrayPool<byte>.Shared.Rent(64 * _blockSizeBytes);
         var results = ArrayPool<BlockReadResult>.Shared.Rent(64);
-        _applyGate.Wait();
+        EnterApplyGate("verify");
         try
         {
             ThrowIfDisposed();
@@ -118,7 +118,7 @@ public sealed partial class PlacementGroupStore
             throw new ArgumentException($"this store holds volume {VolumeId:D}, not {volumeId:D}", nameof(volumeId));
         }
 
-        _applyGate.Wait();
+        EnterApplyGate("delete");
         try
         {
             lock (_gate)
@@ -137,7 +137,7 @@ public sealed partial class PlacementGroupStore
             var volumeDirectory = Path.GetDirectoryName(Directory)!;
             System.IO.Directory.Delete(Directory);
             _fileSystem.SyncDirectory(volumeDirectory);
-            if (_fileSystem.List(volumeDirectory, "*").Count == 0 && !System.IO.Directory.EnumerateFileSystemEntries(volumeDirectory).Any())
+            if (!System.IO.Directory.EnumerateFileSystemEntries(volumeDirectory).Any())
             {
                 System.IO.Directory.Delete(volumeDirectory);
                 _fileSystem.SyncDirectory(Path.GetDirectoryName(volumeDirectory)!);

@@ -83,6 +83,18 @@ public sealed partial class PlacementGroupStore
     {
         ArgumentNullException.ThrowIfNull(source);
         ThrowIfFailed();
+        try
+        {
+            return await ImportCoreAsync(source, cancellationToken).ConfigureAwait(false);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException("extent export is truncated", e);
+        }
+    }
+
+    private async Task<TransferResult> ImportCoreAsync(Stream source, CancellationToken cancellationToken)
+    {
         var header = new byte[ExportHeaderSizeBytes];
         await source.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
         var extentIndex = ReadExportHeader(header);

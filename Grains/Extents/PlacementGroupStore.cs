@@ -21,10 +21,13 @@ namespace Converge.Grains.Extents;
 /// </remarks>
 public sealed partial class PlacementGroupStore : IDisposable
 {
+    private static readonly TimeSpan ApplyGateTimeout = TimeSpan.FromSeconds(30);
+
     private readonly IStorageFileSystem _fileSystem;
     private readonly ExtentStoreOptions _options;
     private readonly ExtentInstruments _instruments;
     private readonly ILogger _logger;
+    private readonly bool _ownsInstruments;
     private readonly SemaphoreSlim _applyGate = new(1, 1);
     private readonly object _gate = new();
     private readonly int _blockSizeBytes;
@@ -35,14 +38,15 @@ public sealed partial class PlacementGroupStore : IDisposable
     private bool _disposed;
 
     private PlacementGroupStore(IStorageFileSystem fileSystem, string directory, Guid volumeId, int groupIndex,
-        ExtentStoreOptions options, ExtentInstruments instruments, ILogger logger)
+        ExtentStoreOptions options, ExtentInstruments? instruments, ILogger logger)
     {
+        _ownsInstruments = instruments is null;
         _fileSystem = fileSystem;
         Directory = directory;
         VolumeId = volumeId;
         GroupIndex = groupIndex;
         _options = options;
-        _instruments = instruments;
+        _instruments = instruments ?? new ExtentInstruments();
         _logger = logger;
         _blockSizeBytes = options.BlockSizeBytes;
         _blocksPerExtent = options.BlocksPerExtent;
@@ -101,8 +105,7 @@ public sealed partial class PlacementGroupStore : IDisposable
             fileSystem.SyncDirectory(Path.GetDirectoryName(extentsDirectory)!);
         }
 
-        return new PlacementGroupStore(fileSystem, directory, volumeId, groupIndex, options,
-            instruments ?? new ExtentInstruments(), logger ?? NullLogger.Instance);
+        return new PlacementGroupStore(fileSystem, directory, volumeId, groupIndex, options, instruments, logger ?? NullLogger.Instance);
     }
 
     /// <summary>The highest LSN applied in an extent (None when never written): a peer's cached copy of a destaged block is current if at least this.</summary>
@@ -127,21 +130,40 @@ public sealed partial class PlacementGroupStore : IDisposable
     public void Dispose()
     {
         // Bounded: an apply in flight gets a while to finish its fdatasyncs before the handles close under it.
-        var entered = _applyGate.Wait(TimeSpan.FromSeconds(30));
-        lock (_gate)
+        var entered = _applyGate.Wait(ApplyGateTimeout);
+        try
         {
-            if (_disposed)
+            lock (_gate)
             {
-                return;
+                if (_disposed)
+                {
+                    return;
+                }
+
+                _disposed = true;
+                CloseAllLocked();
             }
 
-            _disposed = true;
-            CloseAllLocked();
+            if (_ownsInstruments)
+            {
+                _instruments.Dispose();
+            }
         }
-
-        if (entered)
+        finally
         {
-            _applyGate.Release();
+            if (entered)
+            {
+                _applyGate.Release();
+            }
+        }
+    }
+
+    /// <summary>Waits for the apply in flight (verify and delete exclude applies); bounded, because an fdatasync can hang.</summary>
+    private void EnterApplyGate(string operation)
+    {
+        if (!_applyGate.Wait(ApplyGateTimeout))
+        {
+            throw new TimeoutException($"{operation} of volume {VolumeId:D} group {GroupIndex} waited {ApplyGateTimeout.TotalSeconds:F0} s for the apply in flight");
         }
     }
 

@@ -290,4 +290,51 @@ public sealed class PlacementGroupStoreTests : IDisposable
         using var fresh = Open();
         Assert.Equal(BlockState.Unwritten, Read(fresh, 64, 1).Results[0].State);
     }
+
+    [Fact]
+    public async Task ReadsDuringApplies_AlwaysSeeAConsistentVersion_NeverCorrupt()
+    {
+        using var store = Open(maxCachedExtents: 2);
+        using var done = new CancellationTokenSource();
+        var reader = Task.Run(() =>
+        {
+            var reads = 0;
+            while (!done.IsCancellationRequested && reads < 100_000)
+            {
+                foreach (var extent in new long[] { 1, 5, 9 })
+                {
+                    var (bytes, results, summary) = Read(store, extent * 64, 64);
+                    Assert.Equal(0, summary.CorruptBlocks);
+                    for (var b = 0; b < 64; b++)
+                    {
+                        if (results[b].State == BlockState.Data)
+                        {
+                            Assert.True(bytes.AsSpan(b * BlockSizeBytes, BlockSizeBytes).SequenceEqual(BlockFor(extent * 64 + b, results[b].Lsn)),
+                                $"block {extent * 64 + b} bytes are not those of LSN {results[b].Lsn}");
+                        }
+                    }
+                }
+
+                reads++;
+            }
+
+            return reads;
+        });
+
+        var random = new Random(5);
+        for (var i = 1; i <= 60; i++)
+        {
+            var batch = new List<ExtentWrite>();
+            for (var r = 0; r < 8; r++)
+            {
+                var extent = new long[] { 1, 5, 9 }[random.Next(3)];
+                batch.Add(Data(VolumeId, extent * 64 + random.Next(60), new Lsn(1, (ulong)(i * 10 + r)), blocks: 4));
+            }
+
+            await store.ApplyAsync(batch);
+        }
+
+        done.Cancel();
+        Assert.True(await reader.WaitAsync(TimeSpan.FromSeconds(30)) > 0, "the reader finished at least one pass");
+    }
 }
