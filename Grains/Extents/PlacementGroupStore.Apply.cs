@@ -45,9 +45,9 @@ public sealed partial class PlacementGroupStore
         }
     }
 
-    private void ValidateWrites(IReadOnlyList<ExtentWrite> writes)
+    private void ValidateWrites(IReadOnlyList<ExtentWrite> writes, bool enforceCountLimit = true)
     {
-        if (writes.Count > _options.MaxRecordsPerApply)
+        if (enforceCountLimit && writes.Count > _options.MaxRecordsPerApply)
         {
             throw new ArgumentException($"{writes.Count} records exceed the limit of {_options.MaxRecordsPerApply} per apply", nameof(writes));
         }

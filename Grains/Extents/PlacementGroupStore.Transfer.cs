@@ -69,7 +69,7 @@ public sealed partial class PlacementGroupStore
             }
         }, cancellationToken).ConfigureAwait(false);
 
-        WriteRecordHeader(header, ExportRecordEnd, sent, Lsn.None, 0);
+        WriteRecordHeader(header, ExportRecordEnd, sent, Lsn.None, 0, omittedCorruptBlocks: (uint)corrupt);
         await destination.WriteAsync(header.AsMemory(0, ExportRecordHeaderSizeBytes), cancellationToken).ConfigureAwait(false);
         return new TransferResult(sent, 0, corrupt);
     }
@@ -77,7 +77,8 @@ public sealed partial class PlacementGroupStore
     /// <summary>
     /// Applies an exported extent by LSN. The stream is checked record by record (any bad checksum, foreign volume or
     /// truncation throws <see cref="InvalidDataException"/>); records before a bad one may already be applied, which is
-    /// harmless because each is verified and LSN-ordered. An extent whose metadata was lost is rebuilt from the stream.
+    /// harmless because each is verified and LSN-ordered. An extent whose metadata was lost is rebuilt from the stream
+    /// in one durable batch, and only when the source left no corrupt block out; otherwise nothing changes.
     /// </summary>
     public async Task<TransferResult> ImportExtentAsync(Stream source, CancellationToken cancellationToken = default)
     {
@@ -99,12 +100,15 @@ public sealed partial class PlacementGroupStore
         await source.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
         var extentIndex = ReadExportHeader(header);
 
-        var buffer = ArrayPool<byte>.Shared.Rent(TransferChunkBlocks * _blockSizeBytes);
-        var writes = new List<ExtentWrite>(TransferChunkBlocks);
+        // Rebuilding an extent whose metadata is lost replaces everything it had: stage the whole stream and apply it
+        // as one durable batch, and only from a source that left nothing out, or lost blocks would read as zeros.
+        var rebuild = IsMetadataLost(extentIndex);
+        var chunkBlocks = rebuild ? _blocksPerExtent : TransferChunkBlocks;
+        var buffer = ArrayPool<byte>.Shared.Rent(chunkBlocks * _blockSizeBytes);
+        var writes = new List<ExtentWrite>(chunkBlocks);
         var applied = 0;
         var skipped = 0;
         var records = 0;
-        var reset = true;
         try
         {
             var used = 0;
@@ -119,7 +123,19 @@ public sealed partial class PlacementGroupStore
                         throw new InvalidDataException($"export of extent {extentIndex} ends after {records} records but names {block}");
                     }
 
+                    var omitted = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(12));
+                    if (rebuild && omitted > 0)
+                    {
+                        throw new InvalidDataException(
+                            $"extent {extentIndex} lost its metadata here and the source left out {omitted} corrupt blocks: it cannot be rebuilt from this source alone");
+                    }
+
                     break;
+                }
+
+                if (writes.Count == chunkBlocks)
+                {
+                    throw new InvalidDataException($"export of extent {extentIndex} has more records than the extent has blocks");
                 }
 
                 var blockIndex = extentIndex * _blocksPerExtent + block;
@@ -141,17 +157,16 @@ public sealed partial class PlacementGroupStore
                 }
 
                 records++;
-                if (writes.Count == TransferChunkBlocks)
+                if (!rebuild && writes.Count == chunkBlocks)
                 {
-                    (applied, skipped) = await FlushImportAsync(writes, extentIndex, reset, applied, skipped, cancellationToken).ConfigureAwait(false);
-                    reset = false;
+                    (applied, skipped) = await FlushImportAsync(writes, extentIndex, reset: false, applied, skipped, cancellationToken).ConfigureAwait(false);
                     used = 0;
                 }
             }
 
-            if (writes.Count > 0 || reset)
+            if (writes.Count > 0 || rebuild)
             {
-                (applied, skipped) = await FlushImportAsync(writes, extentIndex, reset, applied, skipped, cancellationToken).ConfigureAwait(false);
+                (applied, skipped) = await FlushImportAsync(writes, extentIndex, rebuild, applied, skipped, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -160,6 +175,17 @@ public sealed partial class PlacementGroupStore
         }
 
         return new TransferResult(applied, skipped, 0);
+    }
+
+    private bool IsMetadataLost(long extentIndex)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            var handle = AcquireLocked(extentIndex, forWrite: false);
+            handle.Pins--;
+            return handle.Metadata is null;
+        }
     }
 
     /// <summary>Copies one extent into another store (same volume, another replica) without serializing it.</summary>
@@ -208,7 +234,7 @@ public sealed partial class PlacementGroupStore
 
     private async Task<(int Applied, int Skipped)> FlushImportAsync(List<ExtentWrite> writes, long extentIndex, bool reset, int applied, int skipped, CancellationToken cancellationToken)
     {
-        ValidateWrites(writes);
+        ValidateWrites(writes, enforceCountLimit: false);
         if (writes.Count > 0 || reset)
         {
             var result = await ApplySerializedAsync(writes, reset ? extentIndex : -1, cancellationToken).ConfigureAwait(false);
@@ -281,12 +307,13 @@ public sealed partial class PlacementGroupStore
         return extentIndex;
     }
 
-    private static void WriteRecordHeader(Span<byte> record, byte kind, int block, Lsn lsn, uint payloadCrc)
+    private static void WriteRecordHeader(Span<byte> record, byte kind, int block, Lsn lsn, uint payloadCrc, uint omittedCorruptBlocks = 0)
     {
         record[..ExportRecordHeaderSizeBytes].Clear();
         record[0] = kind;
         BinaryPrimitives.WriteInt32LittleEndian(record[4..], block);
         BinaryPrimitives.WriteUInt32LittleEndian(record[8..], lsn.Epoch);
+        BinaryPrimitives.WriteUInt32LittleEndian(record[12..], omittedCorruptBlocks);
         BinaryPrimitives.WriteUInt64LittleEndian(record[16..], lsn.Sequence);
         BinaryPrimitives.WriteUInt32LittleEndian(record[24..], payloadCrc);
         BinaryPrimitives.WriteUInt32LittleEndian(record[28..], Crc32C.Compute(record[..28]));

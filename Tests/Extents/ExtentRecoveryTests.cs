@@ -111,6 +111,25 @@ public sealed class ExtentRecoveryTests : IDisposable
         await Assert.ThrowsAsync<ExtentCorruptException>(() => store.ApplyAsync([Data(VolumeId, 67, new Lsn(1, 5)), Data(VolumeId, 320, new Lsn(1, 6))]));
         Assert.Equal(BlockFor(320, new Lsn(1, 6)), Read(store, 320, 1).Bytes);
 
+        // A replica with a bad block of its own cannot rebuild the extent: the import changes nothing.
+        var replicaData = Path.Combine(PlacementGroupStore.GroupDirectory(_replicaDir.Path, VolumeId, Group), PlacementGroupStore.ExtentFileStem(0, 1) + ".data");
+        var original = await File.ReadAllBytesAsync(replicaData);
+        var damaged = (byte[])original.Clone();
+        damaged[BlockSizeBytes + 9] ^= 0x08;
+        await File.WriteAllBytesAsync(replicaData, damaged);
+        using (var partial = new MemoryStream())
+        {
+            using (var replica = Open(_replicaDir))
+            {
+                Assert.Equal(new TransferResult(2, 0, 1), await replica.ExportExtentAsync(1, partial));
+            }
+
+            partial.Position = 0;
+            await Assert.ThrowsAsync<InvalidDataException>(() => store.ImportExtentAsync(partial));
+            Assert.Equal(BlockState.Corrupt, Read(store, 64, 1).Results[0].State);
+        }
+
+        await File.WriteAllBytesAsync(replicaData, original);
         using var export = new MemoryStream();
         using (var replica = Open(_replicaDir))
         {
