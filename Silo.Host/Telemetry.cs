@@ -1,0 +1,27 @@
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Metrics;
+
+namespace Converge.Hosting;
+
+/// <summary>Prometheus metrics on every silo at <c>http://127.0.0.1:HTTP_PORT/metrics</c> (loopback only).</summary>
+public static class Telemetry
+{
+    /// <summary>Every meter the silo publishes: Orleans' own and one per Converge subsystem.</summary>
+    public static readonly string[] Meters = ["Microsoft.Orleans", "Converge.Log", "Converge.Extents", "Converge.Controller", "Converge.Nbd"];
+
+    public static void AddConvergeMetrics(this IServiceCollection services, SiloSettings settings)
+    {
+        if (settings.HttpPort == 0)
+        {
+            return;
+        }
+
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(Meters)
+            .AddPrometheusHttpListener(o =>
+            {
+                o.Host = "127.0.0.1";
+                o.Port = settings.HttpPort;
+            }));
+    }
+}
