@@ -173,7 +173,9 @@ public sealed partial class PrivatePostgres
     public async Task<string> EnsureDatabaseAsync(string database, CancellationToken cancellationToken)
     {
         ValidateDatabaseName(database);
-        await using var connection = new NpgsqlConnection(ConnectionString("postgres"));
+        // Unpooled: a pooled connection may belong to an earlier run of this server and be dead already.
+        var admin = new NpgsqlConnectionStringBuilder(ConnectionString("postgres")) { Pooling = false };
+        await using var connection = new NpgsqlConnection(admin.ConnectionString);
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
         await using (var exists = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = @name;", connection))
         {

@@ -12,7 +12,7 @@ namespace Converge.Tests.Infrastructure;
 /// </summary>
 public sealed class TestCluster : IAsyncDisposable
 {
-    private static int _nextOffset = Environment.ProcessId % 20;
+    private static int _nextOffset = Environment.ProcessId % 40;
 
     private TestCluster(LocalCluster cluster, string directory)
     {
@@ -29,8 +29,8 @@ public sealed class TestCluster : IAsyncDisposable
     public static async Task<TestCluster> StartAsync(ITestOutputHelper? output, int compute = 1, int storage = 2, bool postgres = false)
     {
         var directory = Path.Combine(Path.GetTempPath(), "converge-test-" + Guid.NewGuid().ToString("N")[..8]);
-        // Each cluster in this test process gets its own port block, away from the default cluster's ports.
-        var offset = 2000 + (Interlocked.Increment(ref _nextOffset) % 40) * 300;
+        // Each cluster gets its own port block, away from the default cluster's ports and from other test runs.
+        var offset = FreePortOffset(compute, storage);
         var writer = new OutputWriter(output);
         var local = new LocalCluster(RepositoryRoot, directory, writer);
         var cluster = new TestCluster(local, directory);
@@ -45,6 +45,39 @@ public sealed class TestCluster : IAsyncDisposable
         }
 
         return cluster;
+    }
+
+    private static int FreePortOffset(int compute, int storage)
+    {
+        for (var attempt = 0; attempt < 40; attempt++)
+        {
+            var offset = 2000 + (Interlocked.Increment(ref _nextOffset) % 40 * 300);
+            var probe = new ClusterLayout { PortOffset = offset };
+            var nodes = Enumerable.Range(1, storage).Select(i => probe.NewNode(Converge.Cluster.NodeRoles.Storage, i))
+                .Concat(Enumerable.Range(1, compute).Select(i => probe.NewNode(Converge.Cluster.NodeRoles.Compute, i)));
+            var ports = nodes.SelectMany(n => new[] { n.SiloPort, n.GatewayPort, n.HttpPort, n.NbdPort }).Where(p => p != 0).Append(probe.PostgresPort + offset + 15432);
+            if (ports.All(IsFree))
+            {
+                return offset;
+            }
+        }
+
+        throw new InvalidOperationException("no free block of loopback ports for a test cluster");
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
     }
 
     public static string RepositoryRoot { get; } = SiloBinaries.FindRepositoryRoot();
