@@ -1,7 +1,11 @@
 using Converge.Cluster;
+using Converge.Grains.Destage;
 using Converge.Grains.Segments;
 using Converge.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 
 return await SiloHost.RunAsync(args, NodeRoles.Storage, (builder, settings) =>
-    builder.Services.AddStorageNodeLog(settings.DataDirectory, settings.Node, memoryMode: settings.NvramMode == "memory"));
+{
+    builder.Services.AddStorageNodeLog(settings.DataDirectory, settings.Node, memoryMode: settings.NvramMode == "memory");
+    builder.Services.AddDestage();
+});

@@ -30,4 +30,8 @@ public interface ILogSegmentGrain : IGrainWithStringKey
     /// <summary>The records this node holds for the segment, in log order; <see cref="MirrorStatus.Gone"/> when reclaimed.</summary>
     [Alias("Entries"), ResponseTimeout("00:00:05")]
     Task<(MirrorStatus Status, SegmentEntry[] Entries)> GetEntriesAsync();
+
+    /// <summary>True when this node no longer holds the segment's records: destaged to both extent replicas, or unknown here.</summary>
+    [Alias("Destaged"), ResponseTimeout("00:00:02")]
+    Task<bool> IsDestagedAsync();
 }

@@ -43,6 +43,10 @@ public interface IVolumeGrain : IGrainWithStringKey
     /// </summary>
     [Alias("PutSegment")]
     Task<VolumeResult> PutSegmentAsync(ulong epoch, Converge.DataPath.SegmentRecord segment);
+
+    /// <summary>Forgets segments destaged on both mirrors (attach need not scan them). Refused (StaleEpoch) unless the caller holds the current epoch.</summary>
+    [Alias("RemoveSegments")]
+    Task<VolumeResult> RemoveSegmentsAsync(ulong epoch, Guid[] segmentIds);
 }
 
 /// <summary>The list of volume names (a single grain, key 0). Creation and removal go through it so names stay unique.</summary>

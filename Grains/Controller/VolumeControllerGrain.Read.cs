@@ -1,4 +1,5 @@
 using Converge.DataPath;
+using Converge.Log;
 
 namespace Converge.Grains.Controller;
 
@@ -46,8 +47,10 @@ public sealed partial class VolumeControllerGrain
     }
 
     /// <summary>
-    /// Reads whole blocks: from the node's cache when its LSN matches the dirty map, else from a mirror of the segment
-    /// holding the newest version (one call per run of blocks from the same record); never-written blocks are zeros.
+    /// Reads whole blocks. A block with a dirty entry is read from the node's cache when its LSN matches, else from a
+    /// mirror of the segment holding that version (one call per run from the same record), and from the extent replicas
+    /// once the log answers Gone (destaged), accepting only extent blocks at least that new. A block with no dirty entry
+    /// was destaged or never written: it comes from the cache or the extent replicas (which answer zeros for holes).
     /// </summary>
     private async Task<(IoStatus Status, byte[] Data)> ReadBlocksAsync(long firstBlock, int count)
     {
@@ -67,21 +70,57 @@ public sealed partial class VolumeControllerGrain
                 continue;
             }
 
-            if (!isDirty || dirty.Zero)
+            if (!isDirty)
             {
-                block++;
+                var cleanEnd = CleanRunEnd(block, end);
+                if (!await ReadExtentsIntoAsync(block, (int)(cleanEnd - block), default, result, firstBlock, fillCacheWhenClean: true))
+                {
+                    return (IoStatus.IoError, []);
+                }
+
+                block = cleanEnd;
                 continue;
             }
 
             // A run of following blocks written by the same record is fetched in one call.
             var runEnd = block + 1;
-            while (runEnd < end && _dirty.TryGetValue(runEnd, out var next) && next.Lsn == dirty.Lsn && !next.Zero)
+            while (runEnd < end && _dirty.TryGetValue(runEnd, out var next) && next.Lsn == dirty.Lsn)
             {
                 runEnd++;
             }
 
-            var runLength = (int)((runEnd - block) * bs);
+            var runBlocks = (int)(runEnd - block);
+            if (dirty.Recovered && await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock, fillCacheWhenClean: false))
+            {
+                // Rebuilt at attach from a segment that may have been overtaken by a newer, already destaged one: the
+                // extents hold this version or a newer one, so the entry has nothing left to say.
+                ForgetDirty(block, runEnd, dirty.Lsn);
+                block = runEnd;
+                continue;
+            }
+
+            if (dirty.Zero)
+            {
+                result.AsSpan((int)((block - firstBlock) * bs), runBlocks * bs).Clear();
+                block = runEnd;
+                continue;
+            }
+
+            var runLength = runBlocks * bs;
             var reply = await ReadFromMirrorsAsync(dirty, (ulong)(block * bs), runLength);
+            if (reply.Status == MirrorStatus.Gone)
+            {
+                // Destaged and reclaimed on both mirrors: the extents hold this version (or a newer one).
+                if (!await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock, fillCacheWhenClean: false))
+                {
+                    return (IoStatus.IoError, []);
+                }
+
+                ForgetDirty(block, runEnd, dirty.Lsn);
+                block = runEnd;
+                continue;
+            }
+
             if (reply.Status != MirrorStatus.Ok)
             {
                 return (IoStatus.IoError, []);
@@ -97,6 +136,31 @@ public sealed partial class VolumeControllerGrain
         }
 
         return (IoStatus.Ok, result);
+    }
+
+    /// <summary>The end of a run of blocks with no dirty entry and no cached copy, within one extent.</summary>
+    private long CleanRunEnd(long block, long end)
+    {
+        var extentEnd = ((block / _placement!.BlocksPerExtent) + 1) * _placement.BlocksPerExtent;
+        var runEnd = block + 1;
+        while (runEnd < end && runEnd < extentEnd && !_dirty.ContainsKey(runEnd) && !cache.TryGet(VolumeId, runEnd, out _, out _))
+        {
+            runEnd++;
+        }
+
+        return runEnd;
+    }
+
+    /// <summary>Drops dirty entries of a run that the extents proved destaged, unless a newer write replaced them meanwhile.</summary>
+    private void ForgetDirty(long firstBlock, long endBlock, Lsn lsn)
+    {
+        for (var b = firstBlock; b < endBlock; b++)
+        {
+            if (_dirty.TryGetValue(b, out var entry) && entry.Lsn == lsn)
+            {
+                _dirty.Remove(b);
+            }
+        }
     }
 
     private async Task<ReadReply> ReadFromMirrorsAsync(DirtyEntry dirty, ulong offsetBytes, int lengthBytes)

@@ -33,8 +33,11 @@ public sealed partial class VolumeControllerGrain
             await SealSegmentAsync(segment);
         }
 
+        _sealedSegments.Clear();
+        var gone = new List<Guid>();
         foreach (var segment in segments)
         {
+            var goneCount = 0;
             foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
             {
                 (MirrorStatus Status, SegmentEntry[] Entries) entries;
@@ -49,6 +52,7 @@ public sealed partial class VolumeControllerGrain
 
                 if (entries.Status != MirrorStatus.Ok)
                 {
+                    goneCount += entries.Status == MirrorStatus.Gone ? 1 : 0;
                     continue;
                 }
 
@@ -57,6 +61,21 @@ public sealed partial class VolumeControllerGrain
                     MergeDirty(entry.Lsn, segment, entry.Kind == LogRecordKind.Zero, (long)entry.OffsetBytes, (long)entry.LengthBytes);
                 }
             }
+
+            if (goneCount == 2)
+            {
+                // Destaged on both mirrors (or never written): nothing to read from it, and attach need not scan it again.
+                gone.Add(segment.SegmentId);
+            }
+            else
+            {
+                _sealedSegments.Add(segment with { Sealed = true });
+            }
+        }
+
+        if (gone.Count > 0)
+        {
+            await Volume.RemoveSegmentsAsync(epoch, [.. gone]);
         }
     }
 
@@ -69,7 +88,7 @@ public sealed partial class VolumeControllerGrain
         {
             if (!_dirty.TryGetValue(block, out var existing) || existing.Lsn < lsn)
             {
-                _dirty[block] = new DirtyEntry(lsn, segment, zero);
+                _dirty[block] = new DirtyEntry(lsn, segment, zero, Recovered: true);
             }
         }
     }
@@ -194,7 +213,9 @@ public sealed partial class VolumeControllerGrain
         try
         {
             await SealSegmentAsync(failedSegment);
+            _sealedSegments.Add(failedSegment with { Sealed = true });
             _segment = await NewSegmentAsync(failedNodes);
+            ResetSegmentFill();
         }
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
         {

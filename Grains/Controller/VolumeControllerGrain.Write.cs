@@ -85,6 +85,11 @@ public sealed partial class VolumeControllerGrain
             var lsn = new Lsn(_attachment!.Epoch, ++_sequence);
             var header = LogRecordHeader.ForWrite(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, payload.Length);
             var (status, segment) = await AppendToMirrorsAsync(header, payload);
+            if (status == IoStatus.Ok)
+            {
+                NoteAppended(segment!, payload.Length);
+            }
+
             for (var block = first; block <= last; block++)
             {
                 if (status == IoStatus.Ok)
@@ -155,6 +160,11 @@ public sealed partial class VolumeControllerGrain
             var lsn = new Lsn(_attachment!.Epoch, ++_sequence);
             var header = LogRecordHeader.ForZero(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, (ulong)(alignedEnd - alignedStart));
             var (status, segment) = await AppendToMirrorsAsync(header, ReadOnlyMemory<byte>.Empty);
+            if (status == IoStatus.Ok)
+            {
+                NoteAppended(segment!, LogRecord.OverheadBytes);
+            }
+
             for (var block = first; block <= last; block++)
             {
                 cache.Invalidate(VolumeId, block);

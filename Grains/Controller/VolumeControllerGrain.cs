@@ -40,6 +40,7 @@ public sealed partial class VolumeControllerGrain(
     private long _leaseRenewedTicks;
     private IGrainTimer? _leaseTimer;
     private Task _rotation = Task.CompletedTask;
+    private Converge.Storage.PlacementMap? _placement;
 
     private Guid VolumeId => _attachment!.Volume.VolumeId;
 
@@ -111,9 +112,11 @@ public sealed partial class VolumeControllerGrain(
         try
         {
             await RecoverSegmentsAsync();
+            _placement = await GrainFactory.GetGrain<Converge.Storage.IVolumePlacementGrain>(VolumeId).GetOrAssignAsync(BlockSizeBytes);
             _segment = await NewSegmentAsync(exclude: []);
+            ResetSegmentFill();
         }
-        catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
+        catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException or InvalidOperationException or ArgumentException)
         {
             LogAttachFailed(_name, e.Message);
             await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
@@ -124,6 +127,7 @@ public sealed partial class VolumeControllerGrain(
         _leaseTimer?.Dispose();
         var period = TimeSpan.FromMilliseconds(_attachment.LeaseMs / 4.0);
         _leaseTimer = this.RegisterGrainTimer(RenewLeaseAsync, new GrainTimerCreationOptions(period, period) { Interleave = true, KeepAlive = true });
+        StartMaintenance();
         _openCount++;
         LogAttached(_name, localNode.Name, _attachment.Epoch, _dirty.Count);
         return Reply();
@@ -149,6 +153,7 @@ public sealed partial class VolumeControllerGrain(
 
         _leaseTimer?.Dispose();
         _leaseTimer = null;
+        StopMaintenance();
         if (!_lost)
         {
             if (_segment is { } open)
@@ -226,7 +231,11 @@ public sealed partial class VolumeControllerGrain(
         GrainFactory.GetGrain<ILogSegmentGrain>(NodeRoles.PinnedKey(node, segmentId.ToString("N")));
 
     /// <summary>The newest logged version of one block not yet known destaged.</summary>
-    private readonly record struct DirtyEntry(Lsn Lsn, SegmentRecord Segment, bool Zero);
+    /// <param name="Recovered">
+    /// Rebuilt at attach rather than written by this activation: a newer version may have been destaged from a segment
+    /// already gone, so reads check the extents first.
+    /// </param>
+    private readonly record struct DirtyEntry(Lsn Lsn, SegmentRecord Segment, bool Zero, bool Recovered = false);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} attached on {Node} at epoch {Epoch}; dirty map rebuilt with {Blocks} blocks")]
     private partial void LogAttached(string name, string node, ulong epoch, int blocks);

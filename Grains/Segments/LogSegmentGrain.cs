@@ -14,7 +14,7 @@ namespace Converge.Grains.Segments;
 /// loses nothing.
 /// </summary>
 [NodePinnedPlacement, Reentrant]
-public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, ILogger<LogSegmentGrain> logger) : Grain, ILogSegmentGrain
+public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.DestageSignal destage, ILogger<LogSegmentGrain> logger) : Grain, ILogSegmentGrain
 {
     private readonly Dictionary<Lsn, LogIndexEntry> _byLsn = [];
     private Guid _segmentId;
@@ -73,6 +73,7 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, ILogger<LogS
         try
         {
             var status = Map((await nodeLog.Log.SealAsync(_segmentId, volumeId, epoch)).Status);
+            destage.Poke();
             return status == MirrorStatus.Sealed ? MirrorStatus.Ok : status;
         }
         catch (StorageFaultException e)
@@ -132,7 +133,7 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, ILogger<LogS
     public Task<(MirrorStatus Status, SegmentEntry[] Entries)> GetEntriesAsync()
     {
         var segment = nodeLog.Log.GetSegment(_segmentId);
-        if (segment is null)
+        if (segment is null || segment.IsDestaged)
         {
             return Task.FromResult((MirrorStatus.Gone, Array.Empty<SegmentEntry>()));
         }
@@ -142,6 +143,12 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, ILogger<LogS
             .Select(r => new SegmentEntry(r.Lsn, r.Kind, r.OffsetBytes, r.LengthBytes))
             .ToArray();
         return Task.FromResult((MirrorStatus.Ok, entries));
+    }
+
+    public Task<bool> IsDestagedAsync()
+    {
+        var segment = nodeLog.Log.GetSegment(_segmentId);
+        return Task.FromResult(segment is null || segment.IsDestaged);
     }
 
     private static MirrorStatus Map(AppendStatus status) => status switch

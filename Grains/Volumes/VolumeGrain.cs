@@ -98,6 +98,9 @@ public sealed partial class VolumeGrain(
         }
 
         var removed = Snapshot();
+
+        // Placement first: once it says deleted, destage drops the volume's segments and the extents go.
+        await GrainFactory.GetGrain<Converge.Storage.IVolumePlacementGrain>(removed.VolumeId).MarkDeletedAsync();
         await state.ClearStateAsync();
         state.State = new VolumeState();
         LogDeleted(Name, removed.VolumeId);
@@ -209,6 +212,26 @@ public sealed partial class VolumeGrain(
         }
 
         await state.WriteStateAsync();
+        return VolumeResult.Success(Snapshot());
+    }
+
+    public async Task<VolumeResult> RemoveSegmentsAsync(ulong epoch, Guid[] segmentIds)
+    {
+        if (!state.State.Exists)
+        {
+            return NotFound();
+        }
+
+        if (epoch != state.State.Epoch)
+        {
+            return VolumeResult.Fail(VolumeError.StaleEpoch, $"volume '{Name}' is at epoch {state.State.Epoch}, not {epoch}");
+        }
+
+        if (state.State.Segments.RemoveAll(s => segmentIds.Contains(s.SegmentId)) > 0)
+        {
+            await state.WriteStateAsync();
+        }
+
         return VolumeResult.Success(Snapshot());
     }
 

@@ -1,0 +1,41 @@
+using Converge.Grains.Cluster;
+using Converge.Grains.Placement;
+using Converge.Grains.Segments;
+using Converge.Storage;
+
+namespace Converge.Grains.Destage;
+
+/// <summary>The storage node's own status: log chunks, NVRAM use, segments by state and destage progress.</summary>
+[NodePinnedPlacement]
+public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService destage, LocalNode node) : Grain, IStorageNodeGrain
+{
+    public Task<StorageNodeStatus> GetStatusAsync()
+    {
+        var log = nodeLog.Log;
+        int open = 0, sealedUndestaged = 0, destaged = 0;
+        foreach (var id in log.GetSegmentIds())
+        {
+            var info = log.GetSegment(id);
+            if (info is null)
+            {
+                continue;
+            }
+
+            if (info.IsDestaged)
+            {
+                destaged++;
+            }
+            else if (info.IsSealed)
+            {
+                sealedUndestaged++;
+            }
+            else
+            {
+                open++;
+            }
+        }
+
+        return Task.FromResult(new StorageNodeStatus(node.Name, log.GetChunkNumbers().Count, log.NvramUsedBytes, open, sealedUndestaged,
+            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures));
+    }
+}
