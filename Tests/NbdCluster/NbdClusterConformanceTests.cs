@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using System.Text;
 using Converge.Tests.Infrastructure;
 using Converge.Tests.Nbd;
-using Converge.Volumes;
 using Xunit;
 
 namespace Converge.Tests.NbdCluster;
@@ -166,7 +165,7 @@ public sealed class NbdClusterConformanceTests(NbdClusterFixture fixture)
         await using (var first = await RawNbdClient.ConnectAsync(fixture.NbdPort(1)))
         {
             Assert.Equal(NbdClusterFixture.SmallVolumeBytes, await first.GoAsync(volume, structured: false));
-            epochOnCompute1 = await EpochAsync(volume);
+            epochOnCompute1 = await fixture.EpochAsync(volume);
             await first.SendRequestAsync(CmdWrite, 0, 1, offset, (uint)written.Length, written);
             Assert.Equal(0u, (await first.ReadSimpleReplyAsync(1)).Error);
 
@@ -177,6 +176,11 @@ public sealed class NbdClusterConformanceTests(NbdClusterFixture fixture)
                 Assert.Equal((OptGo, ErrPolicy), (refused.Option, refused.Type));
                 Assert.Contains("compute-1", Encoding.UTF8.GetString(refused.Data), StringComparison.Ordinal);
             }
+
+            // Listing (NBD_OPT_INFO per export) describes the held volume without attaching it anywhere.
+            var list = await ToolRunner.RunOkAsync("nbdinfo", ["--list", $"nbd://127.0.0.1:{fixture.NbdPort(2)}"], TimeSpan.FromMinutes(1));
+            Assert.Contains($"export=\"{volume}\"", list, StringComparison.Ordinal);
+            Assert.Equal(epochOnCompute1, await fixture.EpochAsync(volume));
 
             // The refusal did not disturb the holder.
             await first.SendRequestAsync(CmdRead, 0, 2, offset, 4096);
@@ -191,7 +195,7 @@ public sealed class NbdClusterConformanceTests(NbdClusterFixture fixture)
         await using (var second = await RawNbdClient.ConnectAsync(fixture.NbdPort(2)))
         {
             Assert.Equal(NbdClusterFixture.SmallVolumeBytes, await second.GoAsync(volume, structured: false));
-            Assert.True(await EpochAsync(volume) > epochOnCompute1, "the takeover on compute-2 did not bump the epoch");
+            Assert.True(await fixture.EpochAsync(volume) > epochOnCompute1, "the takeover on compute-2 did not bump the epoch");
             await second.SendRequestAsync(CmdRead, 0, 4, 0, (uint)(offset + written.Length + 4096));
             var read = await second.ReadSimpleReplyAsync(4, (int)(offset + written.Length + 4096));
             Assert.Equal(0u, read.Error);
@@ -199,11 +203,5 @@ public sealed class NbdClusterConformanceTests(NbdClusterFixture fixture)
             Assert.Equal(written, read.Data[(int)offset..(int)(offset + written.Length)]);
             Assert.Equal(new byte[4096], read.Data[(int)(offset + written.Length)..]);
         }
-    }
-
-    private async Task<ulong> EpochAsync(string volume)
-    {
-        var volumes = await fixture.Client.Cluster.GetGrain<IVolumeCatalogGrain>(0).ListAsync();
-        return volumes.Single(v => v.Name == volume).Epoch;
     }
 }

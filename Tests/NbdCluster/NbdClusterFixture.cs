@@ -42,6 +42,13 @@ public sealed class NbdClusterFixture : IAsyncLifetime
         return name;
     }
 
+    /// <summary>The volume's attachment epoch as the control plane records it.</summary>
+    public async Task<ulong> EpochAsync(string volume)
+    {
+        var volumes = await Client.Cluster.GetGrain<IVolumeCatalogGrain>(0).ListAsync();
+        return volumes.Single(v => v.Name == volume).Epoch;
+    }
+
     /// <summary>The silo on compute-<paramref name="compute"/> still answers a new client after a hostile one.</summary>
     public async Task AssertServesAsync(int compute, string volume)
     {

@@ -28,7 +28,11 @@ public sealed class NbdClusterToolTests(NbdClusterFixture fixture) : IDisposable
         Assert.Contains("block_size_maximum: 33554432", output, StringComparison.Ordinal);
         Assert.Contains("can_multi_conn: true", output, StringComparison.Ordinal);
 
+        // Listing describes every volume (NBD_OPT_INFO) without attaching it, so no epoch moves.
+        var epoch = await fixture.EpochAsync(volume);
         var list = await ToolRunner.RunOkAsync("nbdinfo", ["--list", $"nbd://127.0.0.1:{fixture.NbdPort(1)}"], ToolTimeout);
+        Assert.Equal(epoch, await fixture.EpochAsync(volume));
+        Assert.Equal(0UL, await fixture.EpochAsync("info-second"));
         Assert.Contains("export=\"info\"", list, StringComparison.Ordinal);
         Assert.Contains("export=\"info-second\"", list, StringComparison.Ordinal);
         Assert.Contains($"export-size: {2 * NbdClusterFixture.SmallVolumeBytes}", list, StringComparison.Ordinal);
