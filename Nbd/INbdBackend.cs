@@ -14,6 +14,13 @@ public interface INbdBackend
     /// an unknown name, or a policy refusal with a message for the client (e.g. the volume is attached elsewhere).
     /// </summary>
     ValueTask<NbdOpenResult> OpenAsync(string exportName, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Answers NBD_OPT_INFO: the export returned is only read for its size, block size, name and description, then
+    /// disposed; it never serves I/O. The default opens and disposes; a backend whose open has side effects (attaching a
+    /// volume) overrides this to describe without them, e.g. with a <see cref="DescribedExport"/>.
+    /// </summary>
+    ValueTask<NbdOpenResult> DescribeAsync(string exportName, CancellationToken cancellationToken) => OpenAsync(exportName, cancellationToken);
 }
 
 /// <summary>One exported volume as NBD_OPT_LIST shows it.</summary>

@@ -324,7 +324,9 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
                     await Task.Delay(250, cancellationToken);
                 }
             }
-            catch (ClusterUnreachableException) when (deadline.Elapsed < JoinTimeout)
+            // A gateway listed in membership may refuse connections for a moment while its silo starts or is starved
+            // of CPU: keep waiting within the join deadline instead of failing the whole start.
+            catch (Exception e) when (e is ClusterUnreachableException or Orleans.Runtime.Messaging.ConnectionFailedException && deadline.Elapsed < JoinTimeout)
             {
                 await Task.Delay(500, cancellationToken);
                 continue;

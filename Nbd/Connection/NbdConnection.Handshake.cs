@@ -181,11 +181,14 @@ internal sealed partial class NbdConnection
         await SendOptionReplyAsync(NbdOption.List, NbdOptionReply.Ack, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask<NbdOpenResult> OpenExportAsync(string name, CancellationToken cancellationToken)
+    /// <summary>Opens for transmission, or only describes when <paramref name="describeOnly"/> (NBD_OPT_INFO).</summary>
+    private async ValueTask<NbdOpenResult> OpenExportAsync(string name, CancellationToken cancellationToken, bool describeOnly = false)
     {
         try
         {
-            var result = await _backend.OpenAsync(name, cancellationToken).ConfigureAwait(false);
+            var result = describeOnly
+                ? await _backend.DescribeAsync(name, cancellationToken).ConfigureAwait(false)
+                : await _backend.OpenAsync(name, cancellationToken).ConfigureAwait(false);
             if (result.Status == NbdOpenStatus.Ok && result.Export is null)
             {
                 return NbdOpenResult.Refused(NbdOpenStatus.Unavailable, "backend returned no export");

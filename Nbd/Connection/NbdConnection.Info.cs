@@ -42,7 +42,7 @@ internal sealed partial class NbdConnection
             wantDescription |= info == NbdInfoType.Description;
         }
 
-        var result = await OpenExportAsync(name, cancellationToken).ConfigureAwait(false);
+        var result = await OpenExportAsync(name, cancellationToken, describeOnly: option != NbdOption.Go).ConfigureAwait(false);
         if (result.Status != NbdOpenStatus.Ok)
         {
             var reply = result.Status switch

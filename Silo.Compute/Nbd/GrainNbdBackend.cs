@@ -15,7 +15,36 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
     public async ValueTask<IReadOnlyList<NbdExportInfo>> ListExportsAsync(CancellationToken cancellationToken)
     {
         var volumes = await grains.GetGrain<IVolumeCatalogGrain>(0).ListAsync();
-        return volumes.Select(v => new NbdExportInfo(v.Name, $"Converge volume {v.Name} ({v.SizeBytes} bytes)")).ToArray();
+        return volumes.Select(v => new NbdExportInfo(v.Name, Describe(v))).ToArray();
+    }
+
+    /// <summary>
+    /// NBD_OPT_INFO reads the volume's control-plane record and never attaches: listing or probing a volume must not bump
+    /// its epoch, and describes it even while another node holds it (GO is where the attachment rule is enforced).
+    /// </summary>
+    public async ValueTask<NbdOpenResult> DescribeAsync(string exportName, CancellationToken cancellationToken)
+    {
+        if (VolumeRules.CheckName(exportName) is not null)
+        {
+            return NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, $"no volume named '{exportName}'");
+        }
+
+        VolumeResult result;
+        try
+        {
+            result = await grains.GetGrain<IVolumeGrain>(exportName).GetAsync();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            return NbdOpenResult.Refused(NbdOpenStatus.Unavailable, $"volume '{exportName}' is unavailable: {e.Message}");
+        }
+
+        return result switch
+        {
+            { Ok: true, Volume: { } v } => NbdOpenResult.Opened(new DescribedExport(v.Name, Describe(v), v.SizeBytes, v.BlockSizeBytes)),
+            { Error: VolumeError.NotFound } => NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, $"no volume named '{exportName}'"),
+            _ => NbdOpenResult.Refused(NbdOpenStatus.Unavailable, result.Message),
+        };
     }
 
     public async ValueTask<NbdOpenResult> OpenAsync(string exportName, CancellationToken cancellationToken)
@@ -44,6 +73,8 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
             _ => NbdOpenResult.Refused(NbdOpenStatus.Unavailable, reply.Message),
         };
     }
+
+    private static string Describe(VolumeInfo volume) => $"Converge volume {volume.Name} ({volume.SizeBytes} bytes)";
 }
 
 /// <summary>One NBD connection's view of a volume; closing it releases the connection's hold on the attachment.</summary>

@@ -154,15 +154,29 @@ public sealed class RawNbdClient : IAsyncDisposable
     /// <summary>Reads a simple reply; data follows only for a successful read of <paramref name="dataBytes"/>.</summary>
     public async Task<(uint Error, ulong Cookie, byte[] Data)> ReadSimpleReplyAsync(ulong? expectedCookie = null, int dataBytes = 0)
     {
+        var reply = await ReadSimpleReplyAsync(cookie =>
+        {
+            if (expectedCookie is not null)
+            {
+                Assert.Equal(expectedCookie.Value, cookie);
+            }
+
+            return dataBytes;
+        });
+        return reply;
+    }
+
+    /// <summary>
+    /// Reads a simple reply to one of several requests in flight: replies come in completion order, so how much data
+    /// follows depends on the cookie, which <paramref name="dataBytesFor"/> maps to a read length (0 for none).
+    /// </summary>
+    public async Task<(uint Error, ulong Cookie, byte[] Data)> ReadSimpleReplyAsync(Func<ulong, int> dataBytesFor)
+    {
         var header = await ReadExactAsync(16, "simple reply");
         Assert.Equal(0x67446698u, BinaryPrimitives.ReadUInt32BigEndian(header));
         var error = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(4));
         var cookie = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8));
-        if (expectedCookie is not null)
-        {
-            Assert.Equal(expectedCookie.Value, cookie);
-        }
-
+        var dataBytes = dataBytesFor(cookie);
         var data = error == 0 && dataBytes > 0 ? await ReadExactAsync(dataBytes, "read reply data") : [];
         return (error, cookie, data);
     }
