@@ -47,8 +47,21 @@ public sealed record FioJob(string Name, string Rw, int BlockSizeBytes, int IoDe
 /// region, so they are served from what was written (for Converge: the compute node's block cache or the log).
 /// The region is kept below the compute node's block cache (256 MiB) on purpose: this measures the local-cache path.
 /// </summary>
-public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, long WorkingSetBytes, long VolumeSizeBytes)
+public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, long WorkingSetBytes, long VolumeSizeBytes, bool Quick)
 {
+    /// <summary>The baseline jobs the targets compare against; a quick run measures only these on the baselines.</summary>
+    private static readonly Dictionary<string, FioJob[]> TargetJobs = new()
+    {
+        [BenchSystems.NbdkitMemory] = [FioJob.RandWriteQd1, FioJob.RandReadQd1, FioJob.RandReadQd32],
+        [BenchSystems.QemuNbdCacheNone] = [FioJob.RandReadQd32],
+        [BenchSystems.QemuNbdDirectSync] = [FioJob.RandWriteQd32],
+        [BenchSystems.Disk] = [FioJob.RandWriteQd1, FioJob.SeqWrite],
+    };
+
+    /// <summary>Every job on Converge; on a baseline, every job, or in a quick run only those a target needs.</summary>
+    public IReadOnlyList<FioJob> JobsFor(string system) =>
+        Quick && TargetJobs.TryGetValue(system, out var needed) ? Jobs.Where(needed.Contains).ToArray() : Jobs;
+
     public static BenchPlan For(BenchOptions options)
     {
         var jobs = new List<FioJob> { FioJob.RandWriteQd1, FioJob.RandWriteQd32, FioJob.SeqWrite, FioJob.RandReadQd1, FioJob.RandReadQd32 };
@@ -59,6 +72,6 @@ public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, l
 
         var runtime = options.RuntimeSeconds ?? (options.Quick ? 3 : 10);
         var workingSet = options.Quick ? 64L << 20 : 128L << 20;
-        return new BenchPlan(jobs, runtime, workingSet, 1L << 30);
+        return new BenchPlan(jobs, runtime, workingSet, 1L << 30, options.Quick);
     }
 }

@@ -27,6 +27,8 @@ public static class BenchReport
             run.LoopbackRttUs,
             FdatasyncP50Us = BenchTargets.FdatasyncP50Us(run),
             run.DurationSeconds,
+            run.LoadAverageAtStart,
+            run.LoadAverageAtEnd,
             run.SiloPeakRssBytes,
             run.Systems,
             Targets = run.Targets.Select(t => new { t.Name, t.Formula, t.Ratio, t.Threshold, t.AtLeast, t.Status }),
@@ -43,7 +45,7 @@ public static class BenchReport
         text.AppendLine(ic, $"Commit `{run.Commit}`; {run.Cpus} CPUs ({run.CpuModel}), {run.MemoryBytes / (double)(1L << 30):0.0} GiB RAM; " +
             $"{run.ComputeSilos} compute + {run.StorageSilos} storage silos, NVRAM mode {run.NvramMode}; " +
             $"{run.RuntimeSecondsPerJob} s per job over a {run.WorkingSetBytes >> 20} MiB working set (prefilled); " +
-            $"loopback RTT p50 {run.LoopbackRttUs:0.0} us; disk fdatasync p50 {Us(BenchTargets.FdatasyncP50Us(run))}; run took {run.DurationSeconds:0} s.");
+            $"loopback RTT p50 {run.LoopbackRttUs:0.0} us; disk fdatasync p50 {Us(BenchTargets.FdatasyncP50Us(run))}; run took {run.DurationSeconds:0} s; load average {run.LoadAverageAtStart} at start, {run.LoadAverageAtEnd} at end.");
         text.AppendLine();
         text.AppendLine("| job | system | IOPS | MB/s | p50 us | p99 us | p99.9 us | server CPU s/GiB | Converge/this IOPS | Converge/this p50 |");
         text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");

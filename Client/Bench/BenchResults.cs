@@ -55,7 +55,9 @@ public sealed record BenchRun(
     double LoopbackRttUs,
     IReadOnlyList<SystemResult> Systems,
     IReadOnlyDictionary<string, long> SiloPeakRssBytes,
-    double DurationSeconds)
+    double DurationSeconds,
+    string LoadAverageAtStart,
+    string LoadAverageAtEnd)
 {
     public SystemResult? Find(string system)
     {

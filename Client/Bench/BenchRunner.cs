@@ -30,7 +30,8 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         var clock = Stopwatch.StartNew();
         var directory = Path.Combine(Path.GetTempPath(), "converge-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
-        progress.WriteLine($"bench: {_plan.Jobs.Count} jobs x 5 systems, {_plan.RuntimeSeconds} s per job, working set {_plan.WorkingSetBytes >> 20} MiB, in {directory}");
+        var load = LoadAverage();
+        progress.WriteLine($"bench: load average {load}; {_plan.Jobs.Count} jobs on Converge, {(_plan.Quick ? "only the targets' jobs" : "the same jobs")} on 4 baselines, {_plan.RuntimeSeconds} s per job, working set {_plan.WorkingSetBytes >> 20} MiB, in {directory}");
         try
         {
             var rtt = LoopbackProbe.MedianRoundTripUs();
@@ -56,7 +57,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             return new BenchRun(
                 started, GitCommit(), command, Environment.ProcessorCount, ProcessStats.MachineMemoryBytes(), CpuModel(),
                 options.Compute, options.Storage, "fsync", _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
-                clock.Elapsed.TotalSeconds);
+                clock.Elapsed.TotalSeconds, load, LoadAverage());
         }
         finally
         {
@@ -143,10 +144,15 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     private async Task<SystemResult> RunSystemAsync(
         string system, string description, FioRunner fio, FioTarget target, IReadOnlyDictionary<string, int> serverPids, CancellationToken cancellationToken)
     {
-        progress.WriteLine($"bench: {system}: prefill {_plan.WorkingSetBytes >> 20} MiB");
-        await fio.RunAsync(FioJob.SeqWrite, target, _plan.WorkingSetBytes, runtimeSeconds: null, cancellationToken);
+        var planned = _plan.JobsFor(system);
+        if (planned.Any(j => !j.IsWrite))
+        {
+            progress.WriteLine($"bench: {system}: prefill {_plan.WorkingSetBytes >> 20} MiB");
+            await fio.RunAsync(FioJob.SeqWrite, target, _plan.WorkingSetBytes, runtimeSeconds: null, cancellationToken);
+        }
+
         var jobs = new List<JobResult>();
-        foreach (var job in _plan.Jobs)
+        foreach (var job in planned)
         {
             var before = CpuSample.Take(serverPids);
             var measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
@@ -211,6 +217,9 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             return "unknown";
         }
     }
+
+    /// <summary>The 1, 5 and 15 minute load averages: figures from a busy machine are not comparable to a quiet one.</summary>
+    private static string LoadAverage() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
 
     private static string CpuModel() =>
         File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal)) is { } line

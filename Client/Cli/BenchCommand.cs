@@ -9,7 +9,7 @@ internal static class BenchCommand
 {
     public static Command Build(CliContext cli)
     {
-        var quick = new Option<bool>("--quick") { Description = "A short run (under 2 minutes): 3 s per job, no sequential read" };
+        var quick = new Option<bool>("--quick") { Description = "A short run (about 2 minutes): 3 s per job, no sequential read, baselines run only the jobs the targets compare with" };
         var compute = new Option<int>("--compute") { Description = "Compute silos in the bench cluster (fio uses compute-1)", DefaultValueFactory = _ => 1 };
         var storage = new Option<int>("--storage") { Description = "Storage silos in the bench cluster", DefaultValueFactory = _ => 2 };
         var runtime = new Option<int?>("--runtime") { Description = $"Seconds per fio job (1-{BenchOptions.MaxRuntimeSeconds}; default 10, or 3 with --quick)" };
