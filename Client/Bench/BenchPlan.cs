@@ -1,7 +1,7 @@
 namespace Converge.Client.Bench;
 
 /// <summary>What <c>converge bench</c> was asked for.</summary>
-public sealed record BenchOptions(bool Quick = false, int Compute = 1, int Storage = 2, int? RuntimeSeconds = null)
+public sealed record BenchOptions(bool Quick = false, int Compute = 1, int Storage = 2, int? RuntimeSeconds = null, string NvramMode = "fsync")
 {
     public const int MaxRuntimeSeconds = 120;
 
@@ -21,6 +21,11 @@ public sealed record BenchOptions(bool Quick = false, int Compute = 1, int Stora
         if (RuntimeSeconds is { } r && r is < 1 or > MaxRuntimeSeconds)
         {
             return $"--runtime must be from 1 to {MaxRuntimeSeconds} seconds";
+        }
+
+        if (NvramMode is not ("fsync" or "memory"))
+        {
+            return "--nvram-mode must be fsync or memory";
         }
 
         return null;

@@ -56,7 +56,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
 
             return new BenchRun(
                 started, GitCommit(), command, Environment.ProcessorCount, ProcessStats.MachineMemoryBytes(), CpuModel(),
-                options.Compute, options.Storage, "fsync", _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
+                options.Compute, options.Storage, options.NvramMode, _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
                 clock.Elapsed.TotalSeconds, load, LoadAverage());
         }
         finally
@@ -80,7 +80,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         progress.WriteLine($"bench: starting {options.Storage} storage + {options.Compute} compute silos (port offset {offset})");
         try
         {
-            var layout = await cluster.UpAsync(new UpOptions(options.Compute, options.Storage, Postgres: false, offset), cancellationToken);
+            var layout = await cluster.UpAsync(new UpOptions(options.Compute, options.Storage, Postgres: false, offset, options.NvramMode), cancellationToken);
             await using (var client = await cluster.ConnectAsync(TimeSpan.FromSeconds(30), cancellationToken))
             {
                 var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(VolumeName, _plan.VolumeSizeBytes, VolumeRules.DefaultBlockSizeBytes);
@@ -93,7 +93,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             var pids = layout.Nodes.ToDictionary(n => n.Name, n => n.Pid);
             var nbdPort = layout.OfRole(NodeRoles.Compute).First().NbdPort;
             var result = await RunSystemAsync(
-                BenchSystems.Converge, $"fio nbd engine -> compute-1 NBD, {options.Storage} storage silos, mirrored, fdatasync log",
+                BenchSystems.Converge, $"fio nbd engine -> compute-1 NBD, {options.Storage} storage silos, mirrored, log in NVRAM mode {options.NvramMode}",
                 fio, new FioTarget.Nbd(nbdPort, VolumeName), pids, cancellationToken);
             var rss = new Dictionary<string, long>();
             foreach (var (name, pid) in pids)

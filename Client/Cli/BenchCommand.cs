@@ -13,10 +13,12 @@ internal static class BenchCommand
         var compute = new Option<int>("--compute") { Description = "Compute silos in the bench cluster (fio uses compute-1)", DefaultValueFactory = _ => 1 };
         var storage = new Option<int>("--storage") { Description = "Storage silos in the bench cluster", DefaultValueFactory = _ => 2 };
         var runtime = new Option<int?>("--runtime") { Description = $"Seconds per fio job (1-{BenchOptions.MaxRuntimeSeconds}; default 10, or 3 with --quick)" };
-        var command = new Command("bench", "Benchmark a fresh local cluster with fio over NBD against nbdkit, qemu-nbd and the raw disk") { quick, compute, storage, runtime };
+        var nvram = new Option<string>("--nvram-mode") { Description = "fsync (durable log, default) or memory (log in /dev/shm: shows what fdatasync costs)", DefaultValueFactory = _ => "fsync" };
+        nvram.AcceptOnlyFromAmong("fsync", "memory");
+        var command = new Command("bench", "Benchmark a fresh local cluster with fio over NBD against nbdkit, qemu-nbd and the raw disk") { quick, compute, storage, runtime, nvram };
         command.SetAction(async (parse, ct) =>
         {
-            var options = new BenchOptions(parse.GetValue(quick), parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(runtime));
+            var options = new BenchOptions(parse.GetValue(quick), parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(runtime), parse.GetValue(nvram)!);
             if (options.Check() is { } problem)
             {
                 throw new UsageException(problem);

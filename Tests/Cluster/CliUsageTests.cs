@@ -23,6 +23,7 @@ public sealed class CliUsageTests
     [InlineData("--runtime must be from 1 to 120", "bench", "--quick", "--runtime", "9999")]
     [InlineData("ten", "bench", "--runtime", "ten")]
     [InlineData("--fast", "bench", "--fast")]
+    [InlineData("disk", "bench", "--nvram-mode", "disk")]
     public async Task BadArguments_ExitWithUsageError(string expectedMessage, params string[] args)
     {
         var output = new StringWriter();
