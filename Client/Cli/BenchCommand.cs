@@ -36,6 +36,12 @@ internal static class BenchCommand
             {
                 throw new ClusterCommandException("bench: " + e.Message);
             }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // The runner's finally blocks have already killed every process it started and removed its directory.
+                await cli.Error.WriteLineAsync("converge: bench cancelled; the processes it started are stopped and nothing was recorded");
+                return ConvergeCli.ExitFailure;
+            }
 
             cli.Output.WriteLine();
             cli.Output.Write(BenchReport.Markdown(run));
