@@ -32,6 +32,7 @@ public static partial class ConvergeCli
         root.Subcommands.Add(ClusterCommands.Start(context));
         root.Subcommands.Add(ClusterCommands.Scale(context));
         root.Subcommands.Add(VolumeCommands.Build(context));
+        root.Subcommands.Add(BenchCommand.Build(context));
 
         var parse = root.Parse(args, new ParserConfiguration());
         if (parse.Errors.Count > 0)
@@ -45,7 +46,14 @@ public static partial class ConvergeCli
             return ExitUsage;
         }
 
-        var invocation = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        // Ctrl-C cancels the command's token; the wait lets commands that started processes (bench) kill them by pid.
+        var invocation = new InvocationConfiguration
+        {
+            Output = output,
+            Error = error,
+            EnableDefaultExceptionHandler = false,
+            ProcessTerminationTimeout = TimeSpan.FromSeconds(30),
+        };
         try
         {
             return await parse.InvokeAsync(invocation);

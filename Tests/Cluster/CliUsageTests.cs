@@ -17,6 +17,13 @@ public sealed class CliUsageTests
     [InlineData("--storage must be at least 2", "up", "--storage", "1")]
     [InlineData("must be from 0 to 32", "up", "--compute", "99")]
     [InlineData("not a compute node", "volume", "attach", "v1", "--node", "storage-1")]
+    [InlineData("--storage must be at least 2", "bench", "--storage", "1")]
+    [InlineData("--compute must be at least 1", "bench", "--compute", "0")]
+    [InlineData("--runtime must be from 1 to 120", "bench", "--runtime", "0")]
+    [InlineData("--runtime must be from 1 to 120", "bench", "--quick", "--runtime", "9999")]
+    [InlineData("ten", "bench", "--runtime", "ten")]
+    [InlineData("--fast", "bench", "--fast")]
+    [InlineData("disk", "bench", "--nvram-mode", "disk")]
     public async Task BadArguments_ExitWithUsageError(string expectedMessage, params string[] args)
     {
         var output = new StringWriter();

@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Converge.Client.Bench;
+
+/// <summary>Renders a <see cref="BenchRun"/> as a markdown section (printed and appended to BENCHMARKS.md) and as JSON.</summary>
+public static class BenchReport
+{
+    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+
+    public static string Json(BenchRun run)
+    {
+        var document = new
+        {
+            run.StartedAt,
+            run.Commit,
+            run.Command,
+            run.Cpus,
+            run.MemoryBytes,
+            run.CpuModel,
+            run.ComputeSilos,
+            run.StorageSilos,
+            run.NvramMode,
+            run.RuntimeSecondsPerJob,
+            run.WorkingSetBytes,
+            run.LoopbackRttUs,
+            FdatasyncP50Us = BenchTargets.FdatasyncP50Us(run),
+            run.DurationSeconds,
+            run.LoadAverageAtStart,
+            run.LoadAverageAtEnd,
+            run.SiloPeakRssBytes,
+            run.Systems,
+            Targets = run.Targets.Select(t => new { t.Name, t.Formula, t.Ratio, t.Threshold, t.AtLeast, t.Status }),
+        };
+        return JsonSerializer.Serialize(document, JsonOptions);
+    }
+
+    public static string Markdown(BenchRun run)
+    {
+        var text = new StringBuilder();
+        var ic = CultureInfo.InvariantCulture;
+        text.AppendLine(ic, $"## {run.StartedAt:yyyy-MM-dd HH:mm} UTC: `{run.Command}`");
+        text.AppendLine();
+        text.AppendLine(ic, $"Commit `{run.Commit}`; {run.Cpus} CPUs ({run.CpuModel}), {run.MemoryBytes / (double)(1L << 30):0.0} GiB RAM; " +
+            $"{run.ComputeSilos} compute + {run.StorageSilos} storage silos, NVRAM mode {run.NvramMode}; " +
+            $"{run.RuntimeSecondsPerJob} s per job over a {run.WorkingSetBytes >> 20} MiB working set (prefilled); " +
+            $"loopback RTT p50 {run.LoopbackRttUs:0.0} us; disk fdatasync p50 {Us(BenchTargets.FdatasyncP50Us(run))}; run took {run.DurationSeconds:0} s; load average {run.LoadAverageAtStart} at start, {run.LoadAverageAtEnd} at end.");
+        text.AppendLine();
+        text.AppendLine("| job | system | IOPS | MB/s | p50 us | p99 us | p99.9 us | server CPU s/GiB | Converge/this IOPS | Converge/this p50 |");
+        text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        var converge = run.Find(BenchSystems.Converge);
+        foreach (var job in converge?.Jobs.Select(j => j.Job) ?? [])
+        {
+            foreach (var system in run.Systems)
+            {
+                if (system.Find(job) is not { } r)
+                {
+                    continue;
+                }
+
+                var isConverge = system.System == BenchSystems.Converge;
+                var iopsRatio = isConverge ? "" : Ratio(BenchTargets.IopsRatio(run, job, system.System));
+                var p50Ratio = isConverge ? "" : Ratio(BenchTargets.P50Ratio(run, job, system.System));
+                var name = isConverge ? $"**{system.System}**" : system.System;
+                text.AppendLine(ic, $"| {job} | {name} | {r.Fio.Iops:0} | {r.Fio.BandwidthMBps:0.0} | {r.Fio.ClatP50Us:0} | {r.Fio.ClatP99Us:0} | {r.Fio.ClatP999Us:0} | {(r.CpuSecondsPerGiB is { } c ? c.ToString("0.00", ic) : "-")} | {iopsRatio} | {p50Ratio} |");
+            }
+        }
+
+        text.AppendLine();
+        text.AppendLine("| target | measured | need | status |");
+        text.AppendLine("| --- | ---: | ---: | --- |");
+        foreach (var target in run.Targets)
+        {
+            text.AppendLine(ic, $"| {target.Name} ({target.Formula}) | {Ratio(target.Ratio)} | {target.Need} | {target.Status} |");
+        }
+
+        text.AppendLine();
+        text.AppendLine("Peak RSS (VmHWM) per silo: " + string.Join(", ", run.SiloPeakRssBytes.OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => string.Create(ic, $"{p.Key} {p.Value / (double)(1 << 20):0} MiB"))) + ".");
+        text.AppendLine();
+        text.AppendLine("Systems: " + string.Join("; ", run.Systems.Select(s => $"{s.System}: {s.Description}")) + ".");
+        text.AppendLine();
+        return text.ToString();
+    }
+
+    /// <summary>Appends the run to BENCHMARKS.md (created with a short preface if absent) and writes the JSON; returns the JSON path.</summary>
+    public static string Save(BenchRun run, string repositoryRoot)
+    {
+        var markdown = Path.Combine(repositoryRoot, "BENCHMARKS.md");
+        if (!File.Exists(markdown))
+        {
+            File.WriteAllText(markdown, Preface);
+        }
+
+        File.AppendAllText(markdown, Markdown(run));
+        var directory = Path.Combine(repositoryRoot, "bench-results");
+        Directory.CreateDirectory(directory);
+        var json = Path.Combine(directory, $"{run.StartedAt:yyyyMMdd-HHmmss}.json");
+        File.WriteAllText(json, Json(run));
+        return json;
+    }
+
+    private const string Preface = """
+        # Benchmarks
+
+        Appended by `./converge bench`: each section is one run on a fresh local cluster, with the same fio jobs run in the
+        same session against nbdkit's memory plugin (the NBD protocol ceiling), qemu-nbd on a raw file (cache=none and
+        cache=directsync) and the raw disk (O_DIRECT, fdatasync after each write). Latencies are fio completion latency
+        (clat). Ratios are Converge / baseline: above 1 is better for IOPS, below 1 is better for latency. The JSON of
+        each run is kept in `bench-results/` (not committed).
+
+
+        """;
+
+    private static string Ratio(double? ratio) => ratio is { } r ? r.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-";
+
+    private static string Us(double? us) => us is { } u ? u.ToString("0", CultureInfo.InvariantCulture) + " us" : "-";
+}

@@ -1,0 +1,238 @@
+using System.Diagnostics;
+using System.Globalization;
+using Converge.Client.Local;
+using Converge.Cluster;
+using Converge.Volumes;
+
+namespace Converge.Client.Bench;
+
+/// <summary>
+/// Runs the same fio jobs against a fresh Converge cluster and against the baselines (nbdkit memory, qemu-nbd with
+/// cache=none and cache=directsync, the raw disk), all in one temporary directory. Every process it starts is killed
+/// by pid before it returns, whether it succeeds, fails or is cancelled.
+/// </summary>
+public sealed partial class BenchRunner(string repositoryRoot, BenchOptions options, string command, TextWriter progress)
+{
+    private const string VolumeName = "bench";
+    private readonly BenchPlan _plan = BenchPlan.For(options);
+
+    public async Task<BenchRun> RunAsync(CancellationToken cancellationToken)
+    {
+        foreach (var tool in new[] { "fio", "nbdkit", "qemu-nbd" })
+        {
+            if (FindOnPath(tool) is null)
+            {
+                throw new BenchException($"{tool} is not installed (on Debian: apt-get install fio nbdkit qemu-utils)");
+            }
+        }
+
+        var started = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        var directory = Path.Combine(Path.GetTempPath(), "converge-bench-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(directory);
+        var load = LoadAverage();
+        progress.WriteLine($"bench: load average {load}; {_plan.Jobs.Count} jobs on Converge, {(_plan.Quick ? "only the targets' jobs" : "the same jobs")} on 4 baselines, {_plan.RuntimeSeconds} s per job, working set {_plan.WorkingSetBytes >> 20} MiB, in {directory}");
+        try
+        {
+            var rtt = LoopbackProbe.MedianRoundTripUs();
+            progress.WriteLine($"bench: loopback TCP round trip p50 {rtt:0.0} us");
+            var fio = new FioRunner(directory);
+            var systems = new List<SystemResult>();
+            var (converge, rss) = await RunConvergeAsync(directory, fio, cancellationToken);
+            systems.Add(converge);
+            systems.Add(await RunNbdkitAsync(fio, cancellationToken));
+            var image = Path.Combine(directory, "qemu-nbd.raw");
+            await using (var file = File.Create(image))
+            {
+                file.SetLength(_plan.VolumeSizeBytes);
+            }
+
+            systems.Add(await RunQemuNbdAsync(fio, image, "none", BenchSystems.QemuNbdCacheNone, cancellationToken));
+            systems.Add(await RunQemuNbdAsync(fio, image, "directsync", BenchSystems.QemuNbdDirectSync, cancellationToken));
+            File.Delete(image);
+            systems.Add(await RunSystemAsync(
+                BenchSystems.Disk, "fio on a file, O_DIRECT, psync at qd1 / libaio above, fdatasync after every write",
+                fio, new FioTarget.DiskFile(Path.Combine(directory, "disk.dat")), new Dictionary<string, int>(), cancellationToken));
+
+            return new BenchRun(
+                started, GitCommit(), command, Environment.ProcessorCount, ProcessStats.MachineMemoryBytes(), CpuModel(),
+                options.Compute, options.Storage, options.NvramMode, _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
+                clock.Elapsed.TotalSeconds, load, LoadAverage());
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+            catch (IOException e)
+            {
+                progress.WriteLine($"bench: could not remove {directory}: {e.Message}");
+            }
+        }
+    }
+
+    private async Task<(SystemResult Result, IReadOnlyDictionary<string, long> PeakRss)> RunConvergeAsync(
+        string directory, FioRunner fio, CancellationToken cancellationToken)
+    {
+        var cluster = new LocalCluster(repositoryRoot, Path.Combine(directory, "cluster"), new PrefixWriter(progress, "bench: "));
+        var offset = FreePortOffset(options);
+        progress.WriteLine($"bench: starting {options.Storage} storage + {options.Compute} compute silos (port offset {offset})");
+        try
+        {
+            var layout = await cluster.UpAsync(new UpOptions(options.Compute, options.Storage, Postgres: false, offset, options.NvramMode), cancellationToken);
+            await using (var client = await cluster.ConnectAsync(TimeSpan.FromSeconds(30), cancellationToken))
+            {
+                var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(VolumeName, _plan.VolumeSizeBytes, VolumeRules.DefaultBlockSizeBytes);
+                if (!created.Ok)
+                {
+                    throw new BenchException($"could not create the bench volume: {created.Message}");
+                }
+            }
+
+            var pids = layout.Nodes.ToDictionary(n => n.Name, n => n.Pid);
+            var nbdPort = layout.OfRole(NodeRoles.Compute).First().NbdPort;
+            var result = await RunSystemAsync(
+                BenchSystems.Converge, $"fio nbd engine -> compute-1 NBD, {options.Storage} storage silos, mirrored, log in NVRAM mode {options.NvramMode}",
+                fio, new FioTarget.Nbd(nbdPort, VolumeName), pids, cancellationToken);
+            var rss = new Dictionary<string, long>();
+            foreach (var (name, pid) in pids)
+            {
+                rss[name] = ProcessStats.PeakRssBytes(pid) ?? 0;
+            }
+
+            return (result, rss);
+        }
+        finally
+        {
+            // A throwaway cluster: SIGKILL by pid is quick and leaves nothing that matters.
+            foreach (var node in cluster.Layout?.Nodes ?? [])
+            {
+                if (SiloProcess.IsRunning(node.Pid, node.Name))
+                {
+                    SiloProcess.Kill(node.Pid);
+                    await SiloProcess.WaitForExitAsync(node.Pid, node.Name, TimeSpan.FromSeconds(10));
+                }
+            }
+        }
+    }
+
+    private async Task<SystemResult> RunNbdkitAsync(FioRunner fio, CancellationToken cancellationToken)
+    {
+        var port = ChildProcess.FreePort();
+        var size = _plan.VolumeSizeBytes.ToString(CultureInfo.InvariantCulture);
+        await using var server = ChildProcess.Start("nbdkit", ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "memory", "size=" + size]);
+        await server.WaitForPortAsync(port, TimeSpan.FromSeconds(10), cancellationToken);
+        return await RunSystemAsync(
+            BenchSystems.NbdkitMemory, "nbdkit memory plugin: the NBD protocol ceiling on this machine",
+            fio, new FioTarget.Nbd(port, ""), new Dictionary<string, int> { ["nbdkit"] = server.Pid }, cancellationToken);
+    }
+
+    private async Task<SystemResult> RunQemuNbdAsync(FioRunner fio, string image, string cache, string system, CancellationToken cancellationToken)
+    {
+        var port = ChildProcess.FreePort();
+        await using var server = ChildProcess.Start("qemu-nbd", [
+            "--persistent", "--shared=4", "--bind=127.0.0.1", "--port=" + port.ToString(CultureInfo.InvariantCulture),
+            "--export-name=bench", "--format=raw", "--cache=" + cache, image]);
+        await server.WaitForPortAsync(port, TimeSpan.FromSeconds(10), cancellationToken);
+        return await RunSystemAsync(
+            system, $"qemu-nbd on a raw file, --cache={cache}",
+            fio, new FioTarget.Nbd(port, "bench"), new Dictionary<string, int> { ["qemu-nbd"] = server.Pid }, cancellationToken);
+    }
+
+    /// <summary>Prefills the working set, then runs every job, sampling the servers' CPU time around each.</summary>
+    private async Task<SystemResult> RunSystemAsync(
+        string system, string description, FioRunner fio, FioTarget target, IReadOnlyDictionary<string, int> serverPids, CancellationToken cancellationToken)
+    {
+        var planned = _plan.JobsFor(system);
+        if (planned.Any(j => !j.IsWrite))
+        {
+            progress.WriteLine($"bench: {system}: prefill {_plan.WorkingSetBytes >> 20} MiB");
+            await fio.RunAsync(FioJob.SeqWrite, target, _plan.WorkingSetBytes, runtimeSeconds: null, cancellationToken);
+        }
+
+        var jobs = new List<JobResult>();
+        foreach (var job in planned)
+        {
+            var before = CpuSample.Take(serverPids);
+            var measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
+            var cpuSeconds = CpuSample.Take(serverPids).SecondsSince(before);
+            double? cpuPerGiB = serverPids.Count == 0 ? null : cpuSeconds / (measured.IoBytes / (double)(1L << 30));
+            jobs.Add(new JobResult(job.Name, measured, cpuPerGiB));
+            progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"bench: {system,-20} {job.Name,-18} {measured.Iops,9:0} IOPS {measured.BandwidthMBps,8:0.0} MB/s  p50 {measured.ClatP50Us,8:0} us  p99 {measured.ClatP99Us,8:0} us{(cpuPerGiB is { } c ? $"  {c:0.00} CPU s/GiB" : "")}"));
+        }
+
+        return new SystemResult(system, description, jobs);
+    }
+
+    /// <summary>A port offset at which every port of the bench cluster is free, so a developer's own cluster is never touched.</summary>
+    private static int FreePortOffset(BenchOptions options)
+    {
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var offset = 3000 + ((Environment.ProcessId + attempt) % 20) * 300;
+            var layout = new ClusterLayout { PortOffset = offset };
+            var nodes = Enumerable.Range(1, options.Storage).Select(i => layout.NewNode(NodeRoles.Storage, i))
+                .Concat(Enumerable.Range(1, options.Compute).Select(i => layout.NewNode(NodeRoles.Compute, i)));
+            if (nodes.SelectMany(n => new[] { n.SiloPort, n.GatewayPort, n.HttpPort, n.NbdPort }).Where(p => p != 0).All(IsFree))
+            {
+                return offset;
+            }
+        }
+
+        throw new BenchException("found no free block of ports for the bench cluster");
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
+    private static string? FindOnPath(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
+
+    private string GitCommit()
+    {
+        try
+        {
+            var start = new ProcessStartInfo("git", ["-C", repositoryRoot, "rev-parse", "--short", "HEAD"]) { RedirectStandardOutput = true, UseShellExecute = false };
+            using var git = Process.Start(start)!;
+            var commit = git.StandardOutput.ReadToEnd().Trim();
+            return git.WaitForExit(5000) && git.ExitCode == 0 ? commit : "unknown";
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown";
+        }
+    }
+
+    /// <summary>The 1, 5 and 15 minute load averages: figures from a busy machine are not comparable to a quiet one.</summary>
+    private static string LoadAverage() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+
+    private static string CpuModel() =>
+        File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal)) is { } line
+            ? line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim()
+            : "unknown";
+}
+
+/// <summary>Indents the cluster's own progress lines under the bench's.</summary>
+internal sealed class PrefixWriter(TextWriter inner, string prefix) : TextWriter
+{
+    public override System.Text.Encoding Encoding => inner.Encoding;
+
+    public override void WriteLine(string? value) => inner.WriteLine(prefix + value?.TrimStart());
+
+    public override void Write(char value) => inner.Write(value);
+}

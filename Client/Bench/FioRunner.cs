@@ -1,0 +1,85 @@
+using System.Globalization;
+
+namespace Converge.Client.Bench;
+
+/// <summary>Where fio sends its I/O: an NBD server (fio's nbd engine) or a file on the local disk.</summary>
+public abstract record FioTarget
+{
+    public abstract IEnumerable<string> EngineArguments(FioJob job);
+
+    /// <summary>An NBD export reached through fio's libnbd engine.</summary>
+    public sealed record Nbd(int Port, string ExportName) : FioTarget
+    {
+        public override IEnumerable<string> EngineArguments(FioJob job) =>
+            ["--ioengine=nbd", $"--uri=nbd://127.0.0.1:{Port}/{ExportName}"];
+    }
+
+    /// <summary>
+    /// A file with O_DIRECT: psync at queue depth 1, libaio above. Writes are followed by fdatasync each, so an
+    /// acknowledged write is durable, as it is for Converge.
+    /// </summary>
+    public sealed record DiskFile(string Path) : FioTarget
+    {
+        public override IEnumerable<string> EngineArguments(FioJob job)
+        {
+            yield return job.IoDepth > 1 ? "--ioengine=libaio" : "--ioengine=psync";
+            yield return "--direct=1";
+            yield return "--filename=" + Path;
+            if (job.IsWrite)
+            {
+                yield return "--fdatasync=1";
+            }
+        }
+    }
+}
+
+/// <summary>Runs one fio job and parses its JSON report.</summary>
+public sealed class FioRunner(string workDirectory)
+{
+    private int _runs;
+
+    public static IReadOnlyList<string> Arguments(FioJob job, FioTarget target, long sizeBytes, int? runtimeSeconds, string outputPath)
+    {
+        var arguments = new List<string>
+        {
+            "--name=" + job.Name,
+            "--rw=" + job.Rw,
+            "--bs=" + job.BlockSizeBytes.ToString(CultureInfo.InvariantCulture),
+            "--iodepth=" + job.IoDepth.ToString(CultureInfo.InvariantCulture),
+            "--size=" + sizeBytes.ToString(CultureInfo.InvariantCulture),
+            "--output-format=json",
+            "--output=" + outputPath,
+        };
+        if (runtimeSeconds is { } seconds)
+        {
+            arguments.Add("--time_based");
+            arguments.Add("--runtime=" + seconds.ToString(CultureInfo.InvariantCulture));
+        }
+
+        arguments.AddRange(target.EngineArguments(job));
+        return arguments;
+    }
+
+    /// <summary>Runs <paramref name="job"/> for <paramref name="runtimeSeconds"/>, or once over the region when null.</summary>
+    public async Task<FioMeasurement> RunAsync(FioJob job, FioTarget target, long sizeBytes, int? runtimeSeconds, CancellationToken cancellationToken)
+    {
+        var output = Path.Combine(workDirectory, $"fio-{Interlocked.Increment(ref _runs):D3}-{job.Name}.json");
+        await using var fio = ChildProcess.Start("fio", Arguments(job, target, sizeBytes, runtimeSeconds, output));
+        var timeout = TimeSpan.FromSeconds((runtimeSeconds ?? 120) + 60);
+        var exit = await fio.WaitForExitAsync(timeout, cancellationToken);
+        var text = File.Exists(output) ? await File.ReadAllTextAsync(output, cancellationToken) : "";
+        if (exit != 0 || text.Length == 0)
+        {
+            throw new BenchException($"fio {job.Name} exited with code {exit}: {fio.OutputTail.Trim()}");
+        }
+
+        try
+        {
+            return FioMeasurement.Parse(text, job.IsWrite);
+        }
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new BenchException($"could not read fio's report {output}: {e.Message}");
+        }
+    }
+}

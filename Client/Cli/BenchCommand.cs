@@ -1,0 +1,54 @@
+using System.CommandLine;
+using Converge.Client.Bench;
+using Converge.Client.Local;
+
+namespace Converge.Client.Cli;
+
+/// <summary><c>bench</c>: fio over NBD against a fresh cluster and against baselines measured in the same run.</summary>
+internal static class BenchCommand
+{
+    public static Command Build(CliContext cli)
+    {
+        var quick = new Option<bool>("--quick") { Description = "A short run (about 2 minutes): 3 s per job, no sequential read, baselines run only the jobs the targets compare with" };
+        var compute = new Option<int>("--compute") { Description = "Compute silos in the bench cluster (fio uses compute-1)", DefaultValueFactory = _ => 1 };
+        var storage = new Option<int>("--storage") { Description = "Storage silos in the bench cluster", DefaultValueFactory = _ => 2 };
+        var runtime = new Option<int?>("--runtime") { Description = $"Seconds per fio job (1-{BenchOptions.MaxRuntimeSeconds}; default 10, or 3 with --quick)" };
+        var nvram = new Option<string>("--nvram-mode") { Description = "fsync (durable log, default) or memory (log in /dev/shm: shows what fdatasync costs)", DefaultValueFactory = _ => "fsync" };
+        nvram.AcceptOnlyFromAmong("fsync", "memory");
+        var command = new Command("bench", "Benchmark a fresh local cluster with fio over NBD against nbdkit, qemu-nbd and the raw disk") { quick, compute, storage, runtime, nvram };
+        command.SetAction(async (parse, ct) =>
+        {
+            var options = new BenchOptions(parse.GetValue(quick), parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(runtime), parse.GetValue(nvram)!);
+            if (options.Check() is { } problem)
+            {
+                throw new UsageException(problem);
+            }
+
+            var root = SiloBinaries.FindRepositoryRoot();
+            var line = "./converge " + string.Join(' ', parse.Tokens.Select(t => t.Value));
+            var runner = new BenchRunner(root, options, line, cli.Output);
+            BenchRun run;
+            try
+            {
+                run = await runner.RunAsync(ct);
+            }
+            catch (BenchException e)
+            {
+                throw new ClusterCommandException("bench: " + e.Message);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // The runner's finally blocks have already killed every process it started and removed its directory.
+                await cli.Error.WriteLineAsync("converge: bench cancelled; the processes it started are stopped and nothing was recorded");
+                return ConvergeCli.ExitFailure;
+            }
+
+            cli.Output.WriteLine();
+            cli.Output.Write(BenchReport.Markdown(run));
+            var json = BenchReport.Save(run, root);
+            cli.Output.WriteLine($"bench: appended to {Path.Combine(root, "BENCHMARKS.md")}; JSON in {json}");
+            return ConvergeCli.ExitOk;
+        });
+        return command;
+    }
+}
