@@ -26,7 +26,7 @@ public sealed class BlockModel(ulong volumeTag, long blockCount)
     public long FailedWrites => Interlocked.Read(ref _failedWrites);
 
     /// <summary>Writes the next version of <paramref name="block"/> and records the outcome; returns the status.</summary>
-    public async Task<IoStatus> WriteAsync(VolumeHandle volume, long block, byte[] buffer)
+    public async Task<IoStatus> WriteAsync(VolumeSession volume, long block, byte[] buffer)
     {
         var version = ++_sent[block];
         BlockPattern.Fill(buffer, VolumeTag, block, version);
@@ -55,7 +55,7 @@ public sealed class BlockModel(ulong volumeTag, long blockCount)
     }
 
     /// <summary>Writes <paramref name="block"/> until one version is acknowledged (bounded); fails when none is.</summary>
-    public async Task WriteAcknowledgedAsync(VolumeHandle volume, long block, byte[] buffer)
+    public async Task WriteAcknowledgedAsync(VolumeSession volume, long block, byte[] buffer)
     {
         var status = IoStatus.IoError;
         for (var attempt = 0; attempt < 5 && status != IoStatus.Ok; attempt++)
@@ -67,7 +67,7 @@ public sealed class BlockModel(ulong volumeTag, long blockCount)
     }
 
     /// <summary>Reads every block in bounded chunks and checks each against the model; fails naming every bad block.</summary>
-    public async Task VerifyAsync(VolumeHandle volume, string when)
+    public async Task VerifyAsync(VolumeSession volume, string when)
     {
         const int chunkBlocks = 64;
         var problems = new List<string>();
@@ -96,7 +96,7 @@ public sealed class BlockModel(ulong volumeTag, long blockCount)
     /// A read that fails (a mirror timing out on a starved machine) is tried again a bounded number of times: a failed
     /// read is unavailability, which these tests tolerate; wrong data is never tolerated.
     /// </summary>
-    private static async Task<VolumeReadReply> ReadWithRetriesAsync(VolumeHandle volume, long offsetBytes, int lengthBytes)
+    private static async Task<VolumeReadReply> ReadWithRetriesAsync(VolumeSession volume, long offsetBytes, int lengthBytes)
     {
         var reply = new VolumeReadReply(IoStatus.IoError, null);
         for (var attempt = 0; attempt < MaxReadAttempts && reply.Status != IoStatus.Ok; attempt++)

@@ -25,7 +25,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         var volumeId = await cluster.CreateVolumeAsync("held", 16L << 20);
         var model = new BlockModel((uint)volumeId.GetHashCode(), 64);
         var buffer = new byte[BlockPattern.BlockBytes];
-        await using var volume = await VolumeHandle.OpenAsync(cluster.Grains, "held", "compute-1");
+        await using var volume = new VolumeSession(cluster.Grains, "held", "compute-1");
         await model.WriteAcknowledgedAsync(volume, 0, buffer);
         var segment = await OpenSegmentAsync("held");
         var held = segment.MirrorA;
@@ -61,13 +61,12 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         var volumeId = await cluster.CreateVolumeAsync("eio", 16L << 20);
         var model = new BlockModel((uint)volumeId.GetHashCode(), 1024);
         var buffer = new byte[BlockPattern.BlockBytes];
-        await using var volume = await VolumeHandle.OpenAsync(cluster.Grains, "eio", "compute-1");
+        await using var volume = new VolumeSession(cluster.Grains, "eio", "compute-1");
         await model.WriteAcknowledgedAsync(volume, 0, buffer);
         var segment = await OpenSegmentAsync("eio");
         // The primary is never restarted, so the poisoned node is the other mirror.
         var victim = segment.MirrorA == "storage-1" ? segment.MirrorB : segment.MirrorA;
         var pid = cluster.Pid(victim);
-        var threads = Directory.GetDirectories($"/proc/{pid}/task").Length;
         var start = new ProcessStartInfo("strace") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var arg in new[] { "-f", "-p", pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "-e", "trace=fdatasync", "-e", "inject=fdatasync:error=EIO:when=1+", "-o", "/dev/null" })
         {
@@ -80,13 +79,14 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         {
             if (e.Data?.Contains("attached", StringComparison.Ordinal) == true)
             {
+                // "Process N attached with M threads" comes once every thread of the silo is traced.
                 Interlocked.Increment(ref attached);
             }
         };
         strace.BeginErrorReadLine();
         try
         {
-            await TestCluster.WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref attached) >= threads / 2 || strace.HasExited), Patience, $"strace to attach to {victim} (pid {pid})");
+            await TestCluster.WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref attached) > 0 || strace.HasExited), Patience, $"strace to attach to {victim} (pid {pid})");
             Assert.False(strace.HasExited, $"strace exited with {(strace.HasExited ? strace.ExitCode : 0)}");
 
             // Write until the victim's log reports the failed fdatasync (bounded), then on: every write is acknowledged.

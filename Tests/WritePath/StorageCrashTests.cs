@@ -35,6 +35,7 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         var clock = Stopwatch.StartNew();
         Task? restarting = null;
         var done = 0;
+        var reattaches = 0;
         for (var i = 0; i < iterations && (seconds == 0 || clock.Elapsed < TimeSpan.FromSeconds(seconds)); i++)
         {
             var compute = $"compute-{(i % 2) + 1}";
@@ -44,7 +45,7 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
             try
             {
                 // A takeover on the other compute node: fenced, dirty map rebuilt from the catalogue, cache cold.
-                await using var volume = await VolumeHandle.OpenAsync(cluster.Grains, "crash-loop", compute);
+                await using var volume = new VolumeSession(cluster.Grains, "crash-loop", compute);
                 await model.VerifyAsync(volume, $"iteration {i}: cold reads on {compute} after takeover");
                 if (restarting is not null)
                 {
@@ -58,7 +59,8 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
                 await WaitAsync(writes, TimeSpan.FromSeconds(90), $"iteration {i}: writers to finish after {victim} was killed");
                 await model.VerifyAsync(volume, $"iteration {i}: reads right after SIGKILL of {victim}");
                 restarting = cluster.RestartAsync(victim);
-                output.WriteLine($"iteration {i}: killed {victim} after {killAfterAcks} acks, writes on {compute}; {clock.Elapsed.TotalSeconds:0.0} s");
+                reattaches += volume.Reattaches;
+                output.WriteLine($"iteration {i}: killed {victim} after {killAfterAcks} acks, writes on {compute}, {volume.Reattaches} reattaches; {clock.Elapsed.TotalSeconds:0.0} s");
             }
             catch (Exception e) when (e is not Xunit.Sdk.XunitException)
             {
@@ -73,12 +75,12 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
             await restarting;
         }
 
-        await using (var final = await VolumeHandle.OpenAsync(cluster.Grains, "crash-loop", $"compute-{(done % 2) + 1}"))
+        await using (var final = new VolumeSession(cluster.Grains, "crash-loop", $"compute-{(done % 2) + 1}"))
         {
             await model.VerifyAsync(final, "after the last restart, cold");
         }
 
-        output.WriteLine($"crash loop: {done} iterations in {clock.Elapsed.TotalSeconds:0} s; {model.AcknowledgedWrites} acknowledged, {model.FailedWrites} failed writes");
+        output.WriteLine($"crash loop: {done} iterations in {clock.Elapsed.TotalSeconds:0} s; {model.AcknowledgedWrites} acknowledged, {model.FailedWrites} failed writes, {reattaches} reattaches");
         Assert.True(done >= Math.Min(iterations, 1), "no iteration ran");
         Assert.True(model.AcknowledgedWrites > done * 50L, $"only {model.AcknowledgedWrites} writes were acknowledged in {done} iterations");
     }
@@ -138,7 +140,8 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         var volumeId = await cluster.CreateVolumeAsync(name, 16L << 20);
         var model = new BlockModel((uint)volumeId.GetHashCode() | 0x200000000UL, 512);
         var buffer = new byte[BlockPattern.BlockBytes];
-        var volume = await VolumeHandle.OpenAsync(cluster.Grains, name, "compute-1");
+        var volume = new VolumeSession(cluster.Grains, name, "compute-1");
+        await volume.HandleAsync();
         SegmentRecord? open = null;
         for (var attempt = 0; attempt < 12; attempt++)
         {
@@ -150,7 +153,8 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
 
             // The first mirror is the primary, which is never killed: detach and attach again for a fresh pair.
             await volume.DisposeAsync();
-            volume = await VolumeHandle.OpenAsync(cluster.Grains, name, "compute-1");
+            volume = new VolumeSession(cluster.Grains, name, "compute-1");
+            await volume.HandleAsync();
         }
 
         try
@@ -179,7 +183,7 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
             await volume.DisposeAsync();
         }
 
-        await using var cold = await VolumeHandle.OpenAsync(cluster.Grains, name, "compute-2");
+        await using var cold = new VolumeSession(cluster.Grains, name, "compute-2");
         await model.VerifyAsync(cold, $"{name}: cold reads after {open.MirrorA} restarted with a damaged log");
         for (long block = 400; block < 512; block++)
         {
@@ -204,7 +208,7 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         return (path, last);
     }
 
-    private static Task RunWritersAsync(VolumeHandle volume, BlockModel model, int seed, int writesPerWriter, int killAfterAcks, out Task killSignal)
+    private static Task RunWritersAsync(VolumeSession volume, BlockModel model, int seed, int writesPerWriter, int killAfterAcks, out Task killSignal)
     {
         var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         killSignal = signal.Task;
