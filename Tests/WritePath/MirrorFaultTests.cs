@@ -132,10 +132,26 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         await model.VerifyAsync(volume, $"after {victim} restarted");
     }
 
+    /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
     private async Task<SegmentRecord> OpenSegmentAsync(string volume)
     {
-        var segments = await cluster.Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync();
-        return segments.Last(s => !s.Sealed);
+        SegmentRecord? open = null;
+        await TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                try
+                {
+                    open = (await cluster.Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
+                    return true;
+                }
+                catch (Orleans.Runtime.OrleansException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(30),
+            $"the segment catalogue of {volume}");
+        return open!;
     }
 
     private ILogSegmentGrain SegmentOn(string node, Guid segmentId) =>
