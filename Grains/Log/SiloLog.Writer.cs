@@ -139,6 +139,7 @@ public sealed partial class SiloLog
         }
 
         Interlocked.Increment(ref _batchCount);
+        Interlocked.Add(ref _committedRecordCount, batch.Count);
         _instruments.BatchRecords.Record(batch.Count);
         _instruments.BatchBytes.Record(batchBytes);
         _instruments.Appends.Add(batch.Count, new KeyValuePair<string, object?>("status", nameof(AppendStatus.Ok)));

@@ -49,6 +49,7 @@ public sealed partial class SiloLog : IDisposable
     private readonly Thread _writer;
     private long _flushCount;
     private long _batchCount;
+    private long _committedRecordCount;
 
     private SiloLog(string directory, IStorageFileSystem fileSystem, SiloLogOptions options, ILogger? logger, LogInstruments? instruments)
     {
@@ -72,6 +73,9 @@ public sealed partial class SiloLog : IDisposable
     /// <summary>Group commits completed.</summary>
     public long BatchCount => Interlocked.Read(ref _batchCount);
 
+    /// <summary>Records committed by group commits (records per commit = this over <see cref="BatchCount"/>).</summary>
+    public long CommittedRecordCount => Interlocked.Read(ref _committedRecordCount);
+
     /// <summary>Frame bytes of committed or admitted records not yet destaged.</summary>
     public long NvramUsedBytes
     {
@@ -85,6 +89,18 @@ public sealed partial class SiloLog : IDisposable
     }
 
     /// <summary>True once a write or fdatasync failed: the log is fail-stopped until a restart recovers it.</summary>
+    /// <summary>The fault that poisoned the log, or null while it is healthy.</summary>
+    public string? FaultMessage
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _fault?.Message;
+            }
+        }
+    }
+
     public bool IsPoisoned
     {
         get

@@ -36,6 +36,13 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public async Task<MirrorStatus> AppendCommittedAsync(ReadOnlyMemory<byte> encodedRecord)
     {
+        if (nodeLog.WasRecovered(_segmentId))
+        {
+            // This copy survived a restart of the node and may miss acknowledged records; the writer must rotate.
+            LogRestarted(_segmentId);
+            return MirrorStatus.Faulted;
+        }
+
         AppendResult result;
         try
         {
@@ -161,6 +168,9 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
         AppendStatus.QueueFull => MirrorStatus.QueueFull,
         _ => MirrorStatus.Invalid,
     };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Segment {SegmentId}: refusing an append, the segment predates this node's restart")]
+    private partial void LogRestarted(Guid segmentId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Segment {SegmentId}: storage fault, this mirror fails stop: {Reason}")]
     private partial void LogFault(Guid segmentId, string reason);

@@ -12,18 +12,40 @@ namespace Converge.Grains.Segments;
 public sealed class StorageNodeLog : IDisposable
 {
     private readonly Lazy<SiloLog> _log;
+    private readonly FaultTrigger? _faults;
+    private HashSet<Guid> _recoveredSegments = [];
 
     public StorageNodeLog(string dataDirectory, string nodeName, bool memoryMode, ILoggerFactory loggers, IStorageFileSystem? fileSystem = null)
     {
         var directory = memoryMode ? Path.Combine("/dev/shm", "converge", nodeName + "-" + StableHash(dataDirectory)) : dataDirectory;
         var options = new SiloLogOptions { Durability = memoryMode ? LogDurability.Memory : LogDurability.Fsync };
-        _log = new Lazy<SiloLog>(() => SiloLog.Open(directory, fileSystem ?? PosixFileSystem.Instance, options, loggers.CreateLogger<SiloLog>()));
+        fileSystem ??= PosixFileSystem.Instance;
+        _faults = FaultTrigger.FromEnvironment(fileSystem, nodeName);
+        fileSystem = _faults?.FileSystem ?? fileSystem;
+        _log = new Lazy<SiloLog>(() =>
+        {
+            var log = SiloLog.Open(directory, fileSystem, options, loggers.CreateLogger<SiloLog>());
+            _recoveredSegments = [.. log.GetSegmentIds()];
+            return log;
+        });
     }
 
     public SiloLog Log => _log.Value;
 
+    /// <summary>
+    /// True for a segment this node's log held before the node (re)started. Its copy may lack records the writer had
+    /// acknowledged with the other mirror before the crash (a torn or damaged tail), so it takes no more appends: the
+    /// writer moves to a new segment, and the old one is read, sealed and never merged into (DESIGN decision 6).
+    /// </summary>
+    public bool WasRecovered(Guid segmentId)
+    {
+        _ = Log;
+        return _recoveredSegments.Contains(segmentId);
+    }
+
     public void Dispose()
     {
+        _faults?.Dispose();
         if (_log.IsValueCreated)
         {
             _log.Value.Dispose();

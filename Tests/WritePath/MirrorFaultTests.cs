@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using Converge.Client;
+using Converge.Cluster;
+using Converge.DataPath;
+using Converge.Log;
+using Converge.Tests.Infrastructure;
+using Converge.Volumes;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Converge.Tests.WritePath;
+
+/// <summary>
+/// A mirror whose commit is held, and a mirror whose fdatasync fails (strace injects EIO into a running storage silo):
+/// acknowledgement waits for both mirrors, and a failed fsync fail-stops that node's log while writes move on.
+/// </summary>
+[Collection(WritePathCollection.Name)]
+public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper output)
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Write_IsNotAcknowledged_UntilBothMirrorsCommit()
+    {
+        var volumeId = await cluster.CreateVolumeAsync("held", 16L << 20);
+        var model = new BlockModel((uint)volumeId.GetHashCode(), 64);
+        var buffer = new byte[BlockPattern.BlockBytes];
+        await using var volume = new VolumeSession(cluster.Grains, "held", "compute-1");
+        await model.WriteAcknowledgedAsync(volume, 0, buffer);
+        var segment = await OpenSegmentAsync("held");
+        var held = segment.MirrorA;
+        var other = segment.MirrorB;
+        var trigger = Path.Combine(cluster.FaultDirectory, held + ".hold-flush");
+        var reached = Path.Combine(cluster.FaultDirectory, held + ".held");
+        await File.WriteAllTextAsync(trigger, "");
+        try
+        {
+            var write = model.WriteAsync(volume, 1, buffer);
+            await TestCluster.WaitUntilAsync(() => Task.FromResult(File.Exists(reached)), Patience, $"{held} to block an fdatasync on the hold");
+            // The other mirror commits the record; the write must still wait for the held one.
+            await TestCluster.WaitUntilAsync(
+                async () => (await SegmentOn(other, segment.SegmentId).GetEntriesAsync()).Entries.Any(e => e.OffsetBytes == BlockPattern.BlockBytes),
+                Patience,
+                $"{other} to commit the record for block 1");
+            Assert.False(write.IsCompleted, $"the write completed while {held} held its commit");
+            File.Delete(trigger);
+            await TestCluster.WaitUntilAsync(() => Task.FromResult(write.IsCompleted), Patience, "the write to be acknowledged after the hold was released");
+            Assert.Equal(IoStatus.Ok, await write);
+        }
+        finally
+        {
+            File.Delete(trigger);
+        }
+
+        await model.VerifyAsync(volume, "after the hold was released");
+    }
+
+    [Fact]
+    public async Task FdatasyncEio_FailStopsThatLog_WhileWritesMoveToANewPair()
+    {
+        var volumeId = await cluster.CreateVolumeAsync("eio", 16L << 20);
+        var model = new BlockModel((uint)volumeId.GetHashCode(), 1024);
+        var buffer = new byte[BlockPattern.BlockBytes];
+        await using var volume = new VolumeSession(cluster.Grains, "eio", "compute-1");
+        await model.WriteAcknowledgedAsync(volume, 0, buffer);
+        var segment = await OpenSegmentAsync("eio");
+        // The primary is never restarted, so the poisoned node is the other mirror.
+        var victim = segment.MirrorA == "storage-1" ? segment.MirrorB : segment.MirrorA;
+        var pid = cluster.Pid(victim);
+        var start = new ProcessStartInfo("strace") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var arg in new[] { "-f", "-p", pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "-e", "trace=fdatasync", "-e", "inject=fdatasync:error=EIO:when=1+", "-o", "/dev/null" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var strace = Process.Start(start)!;
+        var attached = 0;
+        strace.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data?.Contains("attached", StringComparison.Ordinal) == true)
+            {
+                // "Process N attached with M threads" comes once every thread of the silo is traced.
+                Interlocked.Increment(ref attached);
+            }
+        };
+        strace.BeginErrorReadLine();
+        try
+        {
+            await TestCluster.WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref attached) > 0 || strace.HasExited), Patience, $"strace to attach to {victim} (pid {pid})");
+            Assert.False(strace.HasExited, $"strace exited with {(strace.HasExited ? strace.ExitCode : 0)}");
+
+            // Write until the victim's log reports the failed fdatasync (bounded), then on: every write is acknowledged.
+            long block = 1;
+            var clock = Stopwatch.StartNew();
+            while (!(await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned)
+            {
+                Assert.True(block < 512 && clock.Elapsed < Patience, $"{victim}'s log was not poisoned after {block} writes in {clock.Elapsed.TotalSeconds:0} s");
+                await model.WriteAcknowledgedAsync(volume, block++, buffer);
+            }
+
+            for (var n = 0; n < 100; n++)
+            {
+                await model.WriteAcknowledgedAsync(volume, block++, buffer);
+            }
+
+            output.WriteLine($"{block} blocks written; {model.FailedWrites} writes not acknowledged");
+        }
+        finally
+        {
+            strace.Kill();
+            await strace.WaitForExitAsync();
+        }
+
+        var current = await OpenSegmentAsync("eio");
+        Assert.DoesNotContain(victim, new[] { current.MirrorA, current.MirrorB });
+        await model.VerifyAsync(volume, $"after EIO on {victim}");
+
+        // Fail-stop: with strace gone, the poisoned log still refuses every append (never retried).
+        var stats = await cluster.NodeGrain(victim).GetLogStatsAsync();
+        Assert.True(stats.Poisoned, $"{victim} is healthy again: {stats}");
+        using (var probe = LogRecord.EncodePooled(LogRecordHeader.ForWrite(volumeId, new Lsn(999, 1), Guid.NewGuid(), 0, buffer.Length), buffer))
+        {
+            var probeSegment = Guid.NewGuid();
+            var status = await SegmentOn(victim, probeSegment).AppendCommittedAsync(probe.Memory.ToArray());
+            Assert.Equal(MirrorStatus.Faulted, status);
+        }
+
+        // A restart recovers the log: everything committed before the fault is served, and it takes appends again.
+        cluster.Cluster.Local.Kill(victim);
+        await cluster.RestartAsync(victim);
+        Assert.False((await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned);
+        await model.VerifyAsync(volume, $"after {victim} restarted");
+    }
+
+    /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
+    private async Task<SegmentRecord> OpenSegmentAsync(string volume)
+    {
+        SegmentRecord? open = null;
+        await TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                try
+                {
+                    open = (await cluster.Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
+                    return true;
+                }
+                catch (Orleans.Runtime.OrleansException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(30),
+            $"the segment catalogue of {volume}");
+        return open!;
+    }
+
+    private ILogSegmentGrain SegmentOn(string node, Guid segmentId) =>
+        cluster.Grains.GetGrain<ILogSegmentGrain>(NodeRoles.PinnedKey(node, segmentId.ToString("N")));
+}

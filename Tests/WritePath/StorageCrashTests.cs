@@ -1,0 +1,267 @@
+using System.Diagnostics;
+using Converge.Client;
+using Converge.DataPath;
+using Converge.Tests.Infrastructure;
+using Converge.Volumes;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Converge.Tests.WritePath;
+
+/// <summary>
+/// Storage silos SIGKILLed under concurrent writes, and log chunks damaged while a node is down, on real silo processes:
+/// every ACKNOWLEDGED block must read back exactly, right after the crash and from a cold cache after restart.
+/// </summary>
+[Collection(WritePathCollection.Name)]
+public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelper output)
+{
+    private const long WorkingSetBlocks = 1024;
+    private const int Writers = 4;
+
+    /// <summary>
+    /// The randomized crash loop. CONVERGE_CRASH_ITERATIONS (default 50), CONVERGE_CRASH_SECONDS (a time limit instead)
+    /// and CONVERGE_CRASH_SEED (replays a run) tune it; scripts/crash-soak.sh runs it for longer.
+    /// </summary>
+    [Fact, Trait("Category", "CrashSoak")]
+    public async Task AcknowledgedWrites_SurviveRandomStorageSiloKills()
+    {
+        var iterations = EnvInt("CONVERGE_CRASH_ITERATIONS", 50);
+        var seconds = EnvInt("CONVERGE_CRASH_SECONDS", 0);
+        var seed = EnvInt("CONVERGE_CRASH_SEED", Random.Shared.Next());
+        output.WriteLine($"crash loop: seed {seed} (replay with CONVERGE_CRASH_SEED={seed}), iterations {iterations}, time limit {seconds} s");
+        var rng = new Random(seed);
+        var volumeId = await cluster.CreateVolumeAsync("crash-loop", 64L << 20);
+        var model = new BlockModel((uint)volumeId.GetHashCode() | 0x100000000UL, WorkingSetBlocks);
+        var clock = Stopwatch.StartNew();
+        Task? restarting = null;
+        var done = 0;
+        var reattaches = 0;
+        for (var i = 0; i < iterations && (seconds == 0 || clock.Elapsed < TimeSpan.FromSeconds(seconds)); i++)
+        {
+            var compute = $"compute-{(i % 2) + 1}";
+            var victim = rng.Next(2) == 0 ? "storage-2" : "storage-3";
+            var killAfterAcks = rng.Next(10, 150);
+            var writesPerWriter = 50 + rng.Next(25);
+            try
+            {
+                // A takeover on the other compute node: fenced, dirty map rebuilt from the catalogue, cache cold.
+                await using var volume = new VolumeSession(cluster.Grains, "crash-loop", compute);
+                await model.VerifyAsync(volume, $"iteration {i}: cold reads on {compute} after takeover");
+                if (restarting is not null)
+                {
+                    await restarting;
+                    restarting = null;
+                }
+
+                var writes = RunWritersAsync(volume, model, rng.Next(), writesPerWriter, killAfterAcks, out var killSignal);
+                await WaitAsync(killSignal, TimeSpan.FromSeconds(60), $"iteration {i}: {killAfterAcks} acknowledged writes before the kill");
+                cluster.Cluster.Local.Kill(victim);
+                await WaitAsync(writes, TimeSpan.FromSeconds(90), $"iteration {i}: writers to finish after {victim} was killed");
+                await model.VerifyAsync(volume, $"iteration {i}: reads right after SIGKILL of {victim}");
+                restarting = cluster.RestartAsync(victim);
+                reattaches += volume.Reattaches;
+                output.WriteLine($"iteration {i}: killed {victim} after {killAfterAcks} acks, writes on {compute}, {volume.Reattaches} reattaches; {clock.Elapsed.TotalSeconds:0.0} s");
+            }
+            catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+            {
+                throw new InvalidOperationException($"iteration {i} (seed {seed}, victim {victim}, compute {compute}) failed: {e.Message}", e);
+            }
+
+            done++;
+        }
+
+        if (restarting is not null)
+        {
+            await restarting;
+        }
+
+        await using (var final = new VolumeSession(cluster.Grains, "crash-loop", $"compute-{(done % 2) + 1}"))
+        {
+            await model.VerifyAsync(final, "after the last restart, cold");
+        }
+
+        output.WriteLine($"crash loop: {done} iterations in {clock.Elapsed.TotalSeconds:0} s; {model.AcknowledgedWrites} acknowledged, {model.FailedWrites} failed writes, {reattaches} reattaches");
+        Assert.True(done >= Math.Min(iterations, 1), "no iteration ran");
+        Assert.True(model.AcknowledgedWrites > done * 50L, $"only {model.AcknowledgedWrites} writes were acknowledged in {done} iterations");
+    }
+
+    [Fact]
+    public async Task AcknowledgedWrites_SurviveATornLogTail_OnOneMirror()
+    {
+        await DamageOneMirrorAsync("torn-tail", (logDirectory, _) =>
+        {
+            var (path, lastByte) = NewestChunk(logDirectory);
+            // Cut the last record in half and everything after it, as a crash in the middle of its write would.
+            var cutAt = Math.Max(0, lastByte - 2100);
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Write);
+            file.Position = cutAt;
+            file.Write(new byte[lastByte + 1 - cutAt]);
+            file.Flush(true);
+            return $"zeroed {path} from {cutAt} to {lastByte}";
+        });
+    }
+
+    [Fact]
+    public async Task AcknowledgedWrites_SurviveABitFlipMidLog_OnTheMirrorReadFirst()
+    {
+        await DamageOneMirrorAsync("bit-flip", (logDirectory, volumeId) =>
+        {
+            var (path, lastByte) = NewestChunk(logDirectory);
+            var bytes = File.ReadAllBytes(path);
+            var id = volumeId.ToByteArray();
+            var hits = new List<int>();
+            for (var at = bytes.AsSpan(0, (int)lastByte).IndexOf(id); at >= 0 && hits.Count < 10_000;)
+            {
+                hits.Add(at);
+                var next = bytes.AsSpan(at + 1, (int)lastByte - at - 1).IndexOf(id);
+                at = next < 0 ? -1 : at + 1 + next;
+            }
+
+            Assert.True(hits.Count > 4, $"found {hits.Count} records of the volume in {path}");
+            // A record in the middle of the log, with later commits after it: corruption, not a torn tail.
+            var flipAt = hits[hits.Count / 2] + 1500;
+            using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+            file.Position = flipAt;
+            var b = file.ReadByte();
+            file.Position = flipAt;
+            file.WriteByte((byte)(b ^ 0x10));
+            file.Flush(true);
+            return $"flipped a bit at {flipAt} of {path} (record {hits.Count / 2} of {hits.Count})";
+        });
+    }
+
+    /// <summary>
+    /// Writes distinct blocks, kills the first mirror of the open segment (not storage-1), damages its log while it is
+    /// down, restarts it, writes on (the writer must leave the segment the restarted node recovered), then verifies from
+    /// a cold cache on the other compute node, where reads go to the damaged mirror first.
+    /// </summary>
+    private async Task DamageOneMirrorAsync(string name, Func<string, Guid, string> damage)
+    {
+        var volumeId = await cluster.CreateVolumeAsync(name, 16L << 20);
+        var model = new BlockModel((uint)volumeId.GetHashCode() | 0x200000000UL, 512);
+        var buffer = new byte[BlockPattern.BlockBytes];
+        var volume = new VolumeSession(cluster.Grains, name, "compute-1");
+        await volume.HandleAsync();
+        SegmentRecord? open = null;
+        for (var attempt = 0; attempt < 12; attempt++)
+        {
+            open = await OpenSegmentAsync(name);
+            if (open.MirrorA != "storage-1")
+            {
+                break;
+            }
+
+            // The first mirror is the primary, which is never killed: detach and attach again for a fresh pair.
+            await volume.DisposeAsync();
+            volume = new VolumeSession(cluster.Grains, name, "compute-1");
+            await volume.HandleAsync();
+        }
+
+        try
+        {
+            Assert.NotEqual("storage-1", open!.MirrorA);
+            for (long block = 0; block < 300; block++)
+            {
+                await model.WriteAcknowledgedAsync(volume, block, buffer);
+            }
+
+            Assert.Equal(open.SegmentId, (await OpenSegmentAsync(name)).SegmentId);
+            var victim = open.MirrorA;
+            cluster.Cluster.Local.Kill(victim);
+            output.WriteLine(damage(cluster.LogDirectory(victim), volumeId));
+            await cluster.RestartAsync(victim);
+
+            for (long block = 300; block < 400; block++)
+            {
+                await model.WriteAcknowledgedAsync(volume, block, buffer);
+            }
+
+            Assert.NotEqual(open.SegmentId, (await OpenSegmentAsync(name)).SegmentId);
+        }
+        finally
+        {
+            await volume.DisposeAsync();
+        }
+
+        await using var cold = new VolumeSession(cluster.Grains, name, "compute-2");
+        await model.VerifyAsync(cold, $"{name}: cold reads after {open.MirrorA} restarted with a damaged log");
+        for (long block = 400; block < 512; block++)
+        {
+            await model.WriteAcknowledgedAsync(cold, block, buffer);
+        }
+
+        await model.VerifyAsync(cold, $"{name}: after more writes");
+    }
+
+    /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
+    private async Task<SegmentRecord> OpenSegmentAsync(string volume)
+    {
+        SegmentRecord? open = null;
+        await TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                try
+                {
+                    open = (await cluster.Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
+                    return true;
+                }
+                catch (Orleans.Runtime.OrleansException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(30),
+            $"the segment catalogue of {volume}");
+        return open!;
+    }
+
+    private static (string Path, long LastByte) NewestChunk(string logDirectory)
+    {
+        var path = Directory.GetFiles(logDirectory, "*.log").Order(StringComparer.Ordinal).Last();
+        var bytes = File.ReadAllBytes(path);
+        var last = bytes.AsSpan().LastIndexOfAnyExcept((byte)0);
+        Assert.True(last > 0, $"{path} holds no frames");
+        return (path, last);
+    }
+
+    private static Task RunWritersAsync(VolumeSession volume, BlockModel model, int seed, int writesPerWriter, int killAfterAcks, out Task killSignal)
+    {
+        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        killSignal = signal.Task;
+        var acks = 0;
+        var writers = new Task[Writers];
+        for (var w = 0; w < Writers; w++)
+        {
+            var writer = w;
+            var rng = new Random(seed + writer);
+            writers[w] = Task.Run(async () =>
+            {
+                var buffer = new byte[BlockPattern.BlockBytes];
+                for (var n = 0; n < writesPerWriter; n++)
+                {
+                    // Writers own disjoint blocks, so one block's versions are written in order.
+                    var block = (rng.NextInt64(WorkingSetBlocks / Writers) * Writers) + writer;
+                    if (await model.WriteAsync(volume, block, buffer) == IoStatus.Ok && Interlocked.Increment(ref acks) == killAfterAcks)
+                    {
+                        signal.TrySetResult();
+                    }
+                }
+            });
+        }
+
+        return Task.WhenAll(writers).ContinueWith(t => { signal.TrySetResult(); return t; }, TaskScheduler.Default).Unwrap();
+    }
+
+    private static async Task WaitAsync(Task task, TimeSpan timeout, string what)
+    {
+        if (await Task.WhenAny(task, Task.Delay(timeout)) != task)
+        {
+            throw new TimeoutException($"timed out after {timeout.TotalSeconds:0} s waiting for {what}");
+        }
+
+        await task;
+    }
+
+    private static int EnvInt(string name, int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : fallback;
+}

@@ -1,0 +1,80 @@
+using Converge.Client;
+using Converge.DataPath;
+using Orleans;
+
+namespace Converge.Tests.WritePath;
+
+/// <summary>
+/// A volume handle that attaches again when the controller answers <see cref="IoStatus.NotAttached"/> (its attachment
+/// was lost while a storage silo died), as an NBD client reconnects. Reattachments are counted and reported: each is
+/// a takeover with a fence and a dirty-map rebuild, so reads after it still prove durability.
+/// </summary>
+public sealed class VolumeSession(IClusterClient cluster, string volumeName, string computeNode) : IAsyncDisposable
+{
+    private const int MaxReattachesPerCall = 3;
+    private readonly SemaphoreSlim _reopen = new(1, 1);
+    private VolumeHandle? _handle;
+    private int _reattaches;
+
+    public int Reattaches => Volatile.Read(ref _reattaches);
+
+    public async Task<VolumeHandle> HandleAsync() => _handle ??= await VolumeHandle.OpenAsync(cluster, volumeName, computeNode);
+
+    public async Task<IoStatus> WriteAsync(long offsetBytes, byte[] data)
+    {
+        var status = IoStatus.NotAttached;
+        for (var attempt = 0; attempt <= MaxReattachesPerCall && status == IoStatus.NotAttached; attempt++)
+        {
+            var handle = await HandleAsync();
+            status = await handle.WriteAsync(offsetBytes, data);
+            if (status == IoStatus.NotAttached)
+            {
+                await ReattachAsync(handle);
+            }
+        }
+
+        return status;
+    }
+
+    public async Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes)
+    {
+        var reply = new VolumeReadReply(IoStatus.NotAttached, null);
+        for (var attempt = 0; attempt <= MaxReattachesPerCall && reply.Status == IoStatus.NotAttached; attempt++)
+        {
+            var handle = await HandleAsync();
+            reply = await handle.ReadAsync(offsetBytes, lengthBytes);
+            if (reply.Status == IoStatus.NotAttached)
+            {
+                await ReattachAsync(handle);
+            }
+        }
+
+        return reply;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_handle is not null)
+        {
+            await _handle.DisposeAsync();
+        }
+    }
+
+    private async Task ReattachAsync(VolumeHandle failed)
+    {
+        await _reopen.WaitAsync();
+        try
+        {
+            if (_handle == failed)
+            {
+                Interlocked.Increment(ref _reattaches);
+                await failed.DisposeAsync();
+                _handle = await VolumeHandle.OpenAsync(cluster, volumeName, computeNode);
+            }
+        }
+        finally
+        {
+            _reopen.Release();
+        }
+    }
+}
