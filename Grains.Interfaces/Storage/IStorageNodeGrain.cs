@@ -13,12 +13,30 @@ public sealed record StorageNodeStatus(
     [property: Id(7)] double DestageBusyMs,
     [property: Id(8)] int DestageFailures);
 
-/// <summary>The storage node itself, keyed <c>storage-N/node</c> and pinned there.</summary>
+/// <summary>Counters of a node's log since the silo started. Records per group commit = records over batches.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.NodeLogStats")]
+public sealed record NodeLogStats(
+    [property: Id(0)] long GroupCommits,
+    [property: Id(1)] long CommittedRecords,
+    [property: Id(2)] long Fdatasyncs,
+    [property: Id(3)] bool Poisoned,
+    [property: Id(4)] string? Fault);
+
+/// <summary>
+/// The storage node itself, keyed <c>storage-N/node</c> and pinned there: diagnostics of its log and destage, for
+/// tests, benchmarks and stats. Nothing on the I/O path calls it.
+/// </summary>
 [Alias("Converge.Storage.IStorageNodeGrain")]
 public interface IStorageNodeGrain : IGrainWithStringKey
 {
+    /// <summary>The grain key's part after the node name.</summary>
+    public const string KeySuffix = "node";
+
     [Alias("Status"), ResponseTimeout("00:00:05")]
     Task<StorageNodeStatus> GetStatusAsync();
 
-    public static string Key(string node) => node + "/node";
+    [Alias("GetLogStats"), ResponseTimeout("00:00:05")]
+    Task<NodeLogStats> GetLogStatsAsync();
+
+    public static string Key(string node) => node + "/" + KeySuffix;
 }

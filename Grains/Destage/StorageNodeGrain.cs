@@ -6,7 +6,7 @@ using Converge.Storage;
 namespace Converge.Grains.Destage;
 
 /// <summary>The storage node's own status: log chunks, NVRAM use, segments by state and destage progress.</summary>
-[NodePinnedPlacement]
+[NodePinnedPlacement, Orleans.Concurrency.Reentrant]
 public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService destage, LocalNode node) : Grain, IStorageNodeGrain
 {
     public Task<StorageNodeStatus> GetStatusAsync()
@@ -37,5 +37,11 @@ public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService dest
 
         return Task.FromResult(new StorageNodeStatus(node.Name, log.GetChunkNumbers().Count, log.NvramUsedBytes, open, sealedUndestaged,
             destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures));
+    }
+
+    public Task<NodeLogStats> GetLogStatsAsync()
+    {
+        var log = nodeLog.Log;
+        return Task.FromResult(new NodeLogStats(log.BatchCount, log.CommittedRecordCount, log.FlushCount, log.IsPoisoned, log.FaultMessage));
     }
 }

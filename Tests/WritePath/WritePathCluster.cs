@@ -1,5 +1,6 @@
 using Converge.Client;
 using Converge.DataPath;
+using Converge.Storage;
 using Converge.Cluster;
 using Converge.Grains.Io;
 using Converge.Tests.Infrastructure;
