@@ -138,7 +138,7 @@ public sealed partial class BlockCache
                 bool holds;
                 lock (_flash.Lock)
                 {
-                    holds = _flash.StillHolds(key, ticket);
+                    holds = _flash.StillHolds(key, lsn, ticket);
                 }
 
                 if (!holds)

@@ -20,7 +20,26 @@ internal sealed partial class FlashTier
         uint generation;
         lock (Lock)
         {
-            if (_disabled || !_index.TryGetValue(key, out mapping) || (!anyLsn && mapping.Lsn != expected))
+            if (_disabled)
+            {
+                return false;
+            }
+
+            if (_pending.TryGetValue(key, out var queued))
+            {
+                // Evicted from RAM and not written yet: the queued copy is the newest flash knows of.
+                if (!anyLsn && queued.Lsn != expected)
+                {
+                    return false;
+                }
+
+                slot = ArrayPool<byte>.Shared.Rent(SlotBytes);
+                queued.Data.AsSpan(0, BlockBytes).CopyTo(slot.AsSpan(FlashSlot.HeaderBytes));
+                (lsn, ticket) = (queued.Lsn, new FlashTicket(-1, 0, queued));
+                return true;
+            }
+
+            if (!_index.TryGetValue(key, out mapping) || (!anyLsn && mapping.Lsn != expected))
             {
                 return false;
             }
@@ -46,7 +65,7 @@ internal sealed partial class FlashTier
         var status = read == SlotBytes ? FlashSlot.Check(buffer.AsSpan(0, SlotBytes), key, mapping.Lsn) : FlashSlotStatus.Corrupt;
         if (status == FlashSlotStatus.Ok)
         {
-            (lsn, ticket, slot) = (mapping.Lsn, new FlashTicket(mapping.Slot, generation), buffer);
+            (lsn, ticket, slot) = (mapping.Lsn, new FlashTicket(mapping.Slot, generation, null), buffer);
             return true;
         }
 
@@ -66,8 +85,22 @@ internal sealed partial class FlashTier
     }
 
     /// <summary>Whether the slot read under <paramref name="ticket"/> still holds the block. Caller holds <see cref="Lock"/>.</summary>
-    public bool StillHolds(in CacheKey key, FlashTicket ticket) =>
-        !_disabled && _slotGenerations[ticket.Slot] == ticket.Generation && _index.TryGetValue(key, out var m) && m.Slot == ticket.Slot;
+    public bool StillHolds(in CacheKey key, Lsn lsn, FlashTicket ticket)
+    {
+        if (_disabled)
+        {
+            return false;
+        }
+
+        if (ticket.Queued is not null)
+        {
+            // Still queued, or written since: either way flash still holds exactly this version.
+            return (_pending.TryGetValue(key, out var queued) && ReferenceEquals(queued, ticket.Queued)) ||
+                (!_pending.ContainsKey(key) && _index.TryGetValue(key, out var written) && written.Lsn == lsn);
+        }
+
+        return _slotGenerations[ticket.Slot] == ticket.Generation && _index.TryGetValue(key, out var m) && m.Slot == ticket.Slot;
+    }
 
     private async Task WriteLoopAsync()
     {
@@ -86,6 +119,15 @@ internal sealed partial class FlashTier
             }
             finally
             {
+                lock (Lock)
+                {
+                    // Readers copy a queued block under the lock: once it is out of the map its buffer is free.
+                    if (_pending.TryGetValue(demotion.Key, out var current) && current == demotion)
+                    {
+                        _pending.Remove(demotion.Key);
+                    }
+                }
+
                 ArrayPool<byte>.Shared.Return(demotion.Data);
             }
         }
@@ -154,5 +196,5 @@ internal sealed partial class FlashTier
     }
 }
 
-/// <summary>Which slot, in which generation, a flash read came from.</summary>
-internal readonly record struct FlashTicket(int Slot, uint Generation);
+/// <summary>Which slot, in which generation, a flash read came from; or the queued demotion it was copied from.</summary>
+internal readonly record struct FlashTicket(int Slot, uint Generation, object? Queued);

@@ -192,6 +192,11 @@ internal sealed partial class FlashTier : IAsyncDisposable
     {
         _queue.Writer.TryComplete();
         await _writer.WaitAsync(TimeSpan.FromSeconds(10));
+        lock (Lock)
+        {
+            _disabled = true;
+        }
+
         _file.Dispose();
     }
 
