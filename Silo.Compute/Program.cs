@@ -1,12 +1,23 @@
+using System.Diagnostics.Metrics;
 using Converge.Cluster;
 using Converge.Grains.Cache;
 using Converge.Hosting;
 using Converge.SiloCompute.Nbd;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 return await SiloHost.RunAsync(args, NodeRoles.Compute, (builder, settings) =>
 {
-    // 64 Ki blocks of 4 KiB = 256 MiB of RAM cache per compute node.
-    builder.Services.AddSingleton(new BlockCache(capacityBlocks: 64 * 1024));
+    // One cache per compute node, shared by every volume controller on it: RAM over a flash file in the data directory.
+    builder.Services.AddSingleton(sp => new CacheInstruments(sp.GetService<IMeterFactory>()));
+    builder.Services.AddSingleton(sp => new BlockCache(
+        new BlockCacheOptions
+        {
+            RamCapacityBytes = settings.CacheRamMb * 1024L * 1024,
+            FlashCapacityBytes = settings.CacheFlashMb * 1024L * 1024,
+            FlashDirectory = Path.Combine(settings.DataDirectory, "cache"),
+        },
+        sp.GetRequiredService<CacheInstruments>(),
+        sp.GetRequiredService<ILogger<BlockCache>>()));
     builder.Services.AddNbdServer();
 });

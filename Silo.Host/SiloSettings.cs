@@ -40,6 +40,12 @@ public sealed class SiloSettings
     /// <summary><c>fsync</c> (default) or <c>memory</c> (log in /dev/shm, acknowledged without fdatasync).</summary>
     public string NvramMode { get; init; } = "fsync";
 
+    /// <summary>RAM cache of a compute silo, in MiB (<c>--cache-ram-mb</c>, default 256).</summary>
+    public int CacheRamMb { get; init; } = 256;
+
+    /// <summary>Flash cache file of a compute silo, in MiB (<c>--cache-flash-mb</c>, default 1024; 0 = no flash tier).</summary>
+    public int CacheFlashMb { get; init; } = 1024;
+
     public bool UsesPostgres => MetadataMode == "postgres";
 
     public static SiloSettings Parse(IConfiguration config, string role)
@@ -61,6 +67,22 @@ public sealed class SiloSettings
             }
 
             return port;
+        }
+
+        int GetMb(string key, int fallback, int min, int max)
+        {
+            var text = config[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var mb) || mb < min || mb > max)
+            {
+                throw new SettingsException($"--{key} must be a whole number of MiB from {min} to {max}, not '{text}'");
+            }
+
+            return mb;
         }
 
         var node = Get("node");
@@ -97,6 +119,8 @@ public sealed class SiloSettings
             NbdPort = GetPort("nbd-port", 0),
             HttpPort = GetPort("http-port", 0),
             NvramMode = nvram,
+            CacheRamMb = GetMb("cache-ram-mb", 256, 1, 1024 * 1024),
+            CacheFlashMb = GetMb("cache-flash-mb", 1024, 0, 16 * 1024 * 1024),
         };
     }
 }

@@ -7,7 +7,7 @@ namespace Converge.Hosting;
 public static class Telemetry
 {
     /// <summary>Every meter the silo publishes: Orleans' own and one per Converge subsystem.</summary>
-    public static readonly string[] Meters = ["Microsoft.Orleans", "Converge.Log", "Converge.Extents", "Converge.Controller", "Converge.Nbd"];
+    public static readonly string[] Meters = ["Microsoft.Orleans", "Converge.Log", "Converge.Extents", "Converge.Controller", "Converge.Nbd", "Converge.Cache"];
 
     public static void AddConvergeMetrics(this IServiceCollection services, SiloSettings settings)
     {

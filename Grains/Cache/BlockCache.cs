@@ -1,77 +1,108 @@
-using System.Collections.Concurrent;
+using System.Numerics;
 using Converge.Log;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Converge.Grains.Cache;
 
 /// <summary>
-/// The compute node's RAM block cache, shared by every volume controller on the node and outliving their activations.
-/// Each block carries the LSN of the write it holds, so a reader can prove it current against the dirty map.
-/// Bounded by <see cref="CapacityBlocks"/>; eviction is first-in first-out (a scan-resistant policy is future work).
+/// The compute node's block cache, shared by every volume controller on the node and outliving their activations:
+/// a RAM tier (S3-FIFO, see <see cref="RamShard"/>) over a local flash tier (see <see cref="FlashTier"/>). Each block
+/// carries the LSN of the write it holds, so a reader can prove it current against the dirty map; an older LSN never
+/// replaces a newer one in either tier. Thread-safe. See docs/cache.md.
 /// </summary>
-public sealed class BlockCache(int capacityBlocks)
+public sealed partial class BlockCache : IRamEvictionSink, IAsyncDisposable, IDisposable
 {
-    private readonly ConcurrentDictionary<(Guid Volume, long Block), Entry> _entries = new();
-    private readonly ConcurrentQueue<(Guid Volume, long Block)> _order = new();
+    private readonly RamShard[] _shards;
+    private readonly int _shardMask;
+    private readonly FlashTier? _flash;
+    private readonly CacheInstruments? _instruments;
+    private int _disposed;
 
-    public int CapacityBlocks { get; } = capacityBlocks;
-
-    public long Hits;
-    public long Misses;
-
-    public int Count => _entries.Count;
-
-    /// <summary>The cached block and its LSN, if present. The array is shared and must not be modified.</summary>
-    public bool TryGet(Guid volumeId, long block, out Lsn lsn, out byte[] data)
+    public BlockCache(BlockCacheOptions options, CacheInstruments? instruments = null, ILogger<BlockCache>? logger = null)
     {
-        if (_entries.TryGetValue((volumeId, block), out var entry))
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var shardCount = options.RamShardCount > 0
+            ? options.RamShardCount
+            : (int)BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(options.RamCapacityBytes / (4 * 1024 * 1024), 1, 16) + 1) / 2;
+        _shards = new RamShard[shardCount];
+        for (var i = 0; i < shardCount; i++)
         {
-            Interlocked.Increment(ref Hits);
-            (lsn, data) = (entry.Lsn, entry.Data);
-            return true;
+            _shards[i] = new RamShard(options.RamCapacityBytes / shardCount, options.SmallQueueFraction, this);
         }
 
-        Interlocked.Increment(ref Misses);
-        (lsn, data) = (default, []);
-        return false;
+        _shardMask = shardCount - 1;
+        _instruments = instruments;
+        if (options.FlashEnabled)
+        {
+            _flash = new FlashTier(options, Counters, instruments, logger ?? (ILogger)NullLogger.Instance);
+        }
+
+        instruments?.Observe(this);
     }
 
-    /// <summary>Caches a copy of one block written or read at <paramref name="lsn"/>; an older LSN never replaces a newer one.</summary>
-    public void Put(Guid volumeId, long block, Lsn lsn, ReadOnlySpan<byte> data)
+    public CacheCounters Counters { get; } = new();
+
+    /// <summary>Reads served by RAM or flash.</summary>
+    public long Hits => Counters.Hits;
+
+    /// <summary>Reads neither tier could serve.</summary>
+    public long Misses => Counters.Misses;
+
+    public int RamShardCount => _shards.Length;
+
+    public long RamCapacityBytes => _shards[0].CapacityBytes * _shards.Length;
+
+    public long RamBytes => SumShards(static s => s.Bytes);
+
+    public int RamCount => (int)SumShards(static s => s.Count);
+
+    public bool FlashEnabled => _flash is not null && !_flash.Disabled;
+
+    /// <summary>The flash cache file, or null without a flash tier.</summary>
+    public string? FlashFilePath => _flash?.FilePath;
+
+    /// <summary>Bytes of one flash slot (header and data), 0 without a flash tier.</summary>
+    public int FlashSlotBytes => _flash?.SlotBytes ?? 0;
+
+    public int FlashCount => _flash?.Count ?? 0;
+
+    public long FlashBytes => (long)FlashCount * (_flash?.BlockBytes ?? 0);
+
+    /// <summary>Completes once every RAM eviction queued for flash before the call has been written or discarded.</summary>
+    public Task DrainDemotionsAsync(CancellationToken cancellationToken) =>
+        _flash?.DrainAsync(cancellationToken) ?? Task.CompletedTask;
+
+    public async ValueTask DisposeAsync()
     {
-        var copy = data.ToArray();
-        var key = (volumeId, block);
-        var added = false;
-        _entries.AddOrUpdate(
-            key,
-            _ =>
-            {
-                added = true;
-                return new Entry(lsn, copy);
-            },
-            (_, old) => old.Lsn > lsn ? old : new Entry(lsn, copy));
-        if (added)
+        if (Interlocked.Exchange(ref _disposed, 1) == 0 && _flash is not null)
         {
-            _order.Enqueue(key);
-            while (_entries.Count > CapacityBlocks && _order.TryDequeue(out var victim))
+            await _flash.DisposeAsync();
+        }
+    }
+
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    bool IRamEvictionSink.OnEvicted(RamEntry entry)
+    {
+        Interlocked.Increment(ref Counters.RamEvictionCount);
+        return _flash is not null && _flash.TryDemote(entry.Key, entry.Lsn, entry.Data, entry.LengthBytes);
+    }
+
+    private RamShard ShardOf(in CacheKey key) => _shards[key.Mix() & _shardMask];
+
+    private long SumShards(Func<RamShard, long> read)
+    {
+        long total = 0;
+        foreach (var shard in _shards)
+        {
+            lock (shard.Lock)
             {
-                _entries.TryRemove(victim, out _);
+                total += read(shard);
             }
         }
+
+        return total;
     }
-
-    public void Invalidate(Guid volumeId, long block) => _entries.TryRemove((volumeId, block), out _);
-
-    /// <summary>Drops every block of a volume (its holder changed while this node was not watching).</summary>
-    public void DropVolume(Guid volumeId)
-    {
-        foreach (var key in _entries.Keys)
-        {
-            if (key.Volume == volumeId)
-            {
-                _entries.TryRemove(key, out _);
-            }
-        }
-    }
-
-    private sealed record Entry(Lsn Lsn, byte[] Data);
 }

@@ -63,9 +63,8 @@ public sealed partial class VolumeControllerGrain
             var target = result.AsMemory((int)((block - firstBlock) * bs), bs);
             _dirty.TryGetValue(block, out var dirty);
             var isDirty = dirty.Segment is not null;
-            if (cache.TryGet(VolumeId, block, out var cachedLsn, out var cached) && (!isDirty || cachedLsn == dirty.Lsn))
+            if (isDirty ? cache.TryRead(VolumeId, block, dirty.Lsn, target.Span) : cache.TryRead(VolumeId, block, target.Span, out _))
             {
-                cached.CopyTo(target);
                 block++;
                 continue;
             }

@@ -1,0 +1,167 @@
+using System.Buffers;
+using Converge.Log;
+
+namespace Converge.Grains.Cache;
+
+public sealed partial class BlockCache
+{
+    /// <summary>
+    /// Copies the block into <paramref name="destination"/> (exactly one block long) if a tier holds it at exactly
+    /// <paramref name="expected"/>; a different LSN is a miss. <paramref name="destination"/> is unchanged on a miss.
+    /// </summary>
+    public bool TryRead(Guid volumeId, long block, Lsn expected, Span<byte> destination) =>
+        Read(new CacheKey(volumeId, block), anyLsn: false, expected, destination, out _);
+
+    /// <summary>
+    /// Copies the newest cached version of the block, whatever its LSN, into <paramref name="destination"/>; the caller
+    /// must judge <paramref name="lsn"/> itself. <paramref name="destination"/> is unchanged on a miss.
+    /// </summary>
+    public bool TryRead(Guid volumeId, long block, Span<byte> destination, out Lsn lsn) =>
+        Read(new CacheKey(volumeId, block), anyLsn: true, default, destination, out lsn);
+
+    /// <summary>
+    /// Caches a copy of one block written or read at <paramref name="lsn"/>. An older LSN never replaces a newer one
+    /// (in either tier); an equal LSN is a duplicate. The caller keeps <paramref name="data"/>.
+    /// </summary>
+    public void Put(Guid volumeId, long block, Lsn lsn, ReadOnlySpan<byte> data)
+    {
+        var key = new CacheKey(volumeId, block);
+        var shard = ShardOf(key);
+        lock (shard.Lock)
+        {
+            var entry = shard.Find(key);
+            if (entry is not null)
+            {
+                if (entry.Lsn >= lsn)
+                {
+                    return;
+                }
+
+                shard.Update(entry, lsn, data);
+                if (_flash is not null)
+                {
+                    lock (_flash.Lock)
+                    {
+                        _flash.Remove(key);
+                    }
+                }
+
+                return;
+            }
+
+            if (_flash is not null)
+            {
+                lock (_flash.Lock)
+                {
+                    if (_flash.TryGetNewest(key, out var held))
+                    {
+                        if (held > lsn)
+                        {
+                            return;
+                        }
+
+                        if (held < lsn)
+                        {
+                            _flash.Remove(key);
+                        }
+                    }
+                }
+            }
+
+            shard.Insert(key, lsn, data);
+        }
+    }
+
+    /// <summary>Forgets a block in every tier (a write to it failed, or it was zeroed).</summary>
+    public void Invalidate(Guid volumeId, long block)
+    {
+        var key = new CacheKey(volumeId, block);
+        var shard = ShardOf(key);
+        lock (shard.Lock)
+        {
+            shard.Remove(key);
+            if (_flash is not null)
+            {
+                lock (_flash.Lock)
+                {
+                    _flash.Remove(key);
+                }
+            }
+        }
+    }
+
+    /// <summary>Drops every block of a volume from every tier (its holder changed while this node was not watching).</summary>
+    public void DropVolume(Guid volumeId)
+    {
+        foreach (var shard in _shards)
+        {
+            lock (shard.Lock)
+            {
+                shard.RemoveVolume(volumeId);
+            }
+        }
+
+        if (_flash is not null)
+        {
+            lock (_flash.Lock)
+            {
+                _flash.RemoveVolume(volumeId);
+            }
+        }
+    }
+
+    private bool Read(in CacheKey key, bool anyLsn, Lsn expected, Span<byte> destination, out Lsn lsn)
+    {
+        var shard = ShardOf(key);
+        lock (shard.Lock)
+        {
+            if (shard.TryCopy(key, anyLsn, expected, destination, out lsn))
+            {
+                Interlocked.Increment(ref Counters.RamHitCount);
+                return true;
+            }
+        }
+
+        Interlocked.Increment(ref Counters.RamMissCount);
+        if (_flash is null || destination.Length != _flash.BlockBytes || !_flash.TryRead(key, anyLsn, expected, out lsn, out var ticket, out var slot))
+        {
+            Interlocked.Increment(ref Counters.MissCount);
+            lsn = default;
+            return false;
+        }
+
+        try
+        {
+            var data = slot.AsSpan(FlashSlot.HeaderBytes, _flash.BlockBytes);
+            lock (shard.Lock)
+            {
+                bool holds;
+                lock (_flash.Lock)
+                {
+                    holds = _flash.StillHolds(key, lsn, ticket);
+                }
+
+                if (!holds)
+                {
+                    // Invalidated, superseded or reused while it was read: the bytes may no longer be current.
+                    Interlocked.Increment(ref Counters.MissCount);
+                    lsn = default;
+                    return false;
+                }
+
+                if (shard.Find(key) is null && shard.Insert(key, lsn, data))
+                {
+                    Interlocked.Increment(ref Counters.PromotionCount);
+                }
+            }
+
+            data.CopyTo(destination);
+            Interlocked.Increment(ref Counters.FlashHitCount);
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(slot);
+        }
+    }
+}
