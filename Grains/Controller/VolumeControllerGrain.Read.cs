@@ -137,12 +137,12 @@ public sealed partial class VolumeControllerGrain
         return (IoStatus.Ok, result);
     }
 
-    /// <summary>The end of a run of blocks with no dirty entry and no cached copy, within one extent.</summary>
+    /// <summary>The end of a run of blocks with no dirty entry, within one extent (read from the extents in one call).</summary>
     private long CleanRunEnd(long block, long end)
     {
         var extentEnd = ((block / _placement!.BlocksPerExtent) + 1) * _placement.BlocksPerExtent;
         var runEnd = block + 1;
-        while (runEnd < end && runEnd < extentEnd && !_dirty.ContainsKey(runEnd) && !cache.TryGet(VolumeId, runEnd, out _, out _))
+        while (runEnd < end && runEnd < extentEnd && !_dirty.ContainsKey(runEnd))
         {
             runEnd++;
         }

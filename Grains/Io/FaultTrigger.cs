@@ -8,6 +8,7 @@ namespace Converge.Grains.Io;
 /// <item><c>storage-2.hold-flush</c> appears: the node's log fdatasync calls block (a <see cref="FaultHold"/>).</item>
 /// <item><c>storage-2.held</c> is created by the node once a flush is blocked on the hold.</item>
 /// <item><c>storage-2.hold-flush</c> is removed: the hold is released and disarmed; <c>storage-2.held</c> is deleted.</item>
+/// <item><c>storage-2.fail-flush</c> appears: every later log fdatasync fails with EIO (the log fail-stops); not undone.</item>
 /// </list>
 /// </summary>
 public sealed class FaultTrigger : IDisposable
@@ -23,6 +24,8 @@ public sealed class FaultTrigger : IDisposable
     private readonly FaultyFileSystem _fileSystem;
     private readonly string _holdPath;
     private readonly string _heldPath;
+    private readonly string _failFlushPath;
+    private IDisposable? _failFlush;
     private readonly Lock _lock = new();
     private readonly Timer _timer;
     private FaultHold? _hold;
@@ -32,6 +35,7 @@ public sealed class FaultTrigger : IDisposable
         _fileSystem = fileSystem;
         _holdPath = Path.Combine(controlDirectory, nodeName + ".hold-flush");
         _heldPath = Path.Combine(controlDirectory, nodeName + ".held");
+        _failFlushPath = Path.Combine(controlDirectory, nodeName + ".fail-flush");
         _timer = new Timer(_ => Poll(), null, PollInterval, PollInterval);
     }
 
@@ -68,6 +72,11 @@ public sealed class FaultTrigger : IDisposable
     {
         lock (_lock)
         {
+            if (_failFlush is null && File.Exists(_failFlushPath))
+            {
+                _failFlush = _fileSystem.FailFlushes("*.log", FaultyFileSystem.Eio);
+            }
+
             var wanted = File.Exists(_holdPath);
             if (wanted && _hold is null)
             {

@@ -11,7 +11,7 @@ using Xunit.Abstractions;
 namespace Converge.Tests.WritePath;
 
 /// <summary>
-/// A mirror whose commit is held, and a mirror whose fdatasync fails (strace injects EIO into a running storage silo):
+/// A mirror whose commit is held, and a mirror whose fdatasync fails (EIO injected in a running storage silo's I/O layer):
 /// acknowledgement waits for both mirrors, and a failed fsync fail-stops that node's log while writes move on.
 /// </summary>
 [Collection(WritePathCollection.Name)]
@@ -66,29 +66,11 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         var segment = await OpenSegmentAsync("eio");
         // The primary is never restarted, so the poisoned node is the other mirror.
         var victim = segment.MirrorA == "storage-1" ? segment.MirrorB : segment.MirrorA;
-        var pid = cluster.Pid(victim);
-        var start = new ProcessStartInfo("strace") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var arg in new[] { "-f", "-p", pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "-e", "trace=fdatasync", "-e", "inject=fdatasync:error=EIO:when=1+", "-o", "/dev/null" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var strace = Process.Start(start)!;
-        var attached = 0;
-        strace.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data?.Contains("attached", StringComparison.Ordinal) == true)
-            {
-                // "Process N attached with M threads" comes once every thread of the silo is traced.
-                Interlocked.Increment(ref attached);
-            }
-        };
-        strace.BeginErrorReadLine();
+        // EIO is injected in the silo's I/O layer (the fault seam under the log), armed from outside the process.
+        var trigger = Path.Combine(cluster.FaultDirectory, victim + ".fail-flush");
+        await File.WriteAllTextAsync(trigger, "");
         try
         {
-            await TestCluster.WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref attached) > 0 || strace.HasExited), Patience, $"strace to attach to {victim} (pid {pid})");
-            Assert.False(strace.HasExited, $"strace exited with {(strace.HasExited ? strace.ExitCode : 0)}");
-
             // Write until the victim's log reports the failed fdatasync (bounded), then on: every write is acknowledged.
             long block = 1;
             var clock = Stopwatch.StartNew();
@@ -107,15 +89,14 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         }
         finally
         {
-            strace.Kill();
-            await strace.WaitForExitAsync();
+            File.Delete(trigger);
         }
 
         var current = await OpenSegmentAsync("eio");
         Assert.DoesNotContain(victim, new[] { current.MirrorA, current.MirrorB });
         await model.VerifyAsync(volume, $"after EIO on {victim}");
 
-        // Fail-stop: with strace gone, the poisoned log still refuses every append (never retried).
+        // Fail-stop: with the trigger gone, the poisoned log still refuses every append (never retried).
         var stats = await cluster.NodeGrain(victim).GetLogStatsAsync();
         Assert.True(stats.Poisoned, $"{victim} is healthy again: {stats}");
         using (var probe = LogRecord.EncodePooled(LogRecordHeader.ForWrite(volumeId, new Lsn(999, 1), Guid.NewGuid(), 0, buffer.Length), buffer))
