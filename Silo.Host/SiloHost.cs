@@ -63,11 +63,17 @@ public static class SiloHost
             }
 
             MetadataSetup.Configure(silo, settings);
-            silo.UseSiloMetadata(new Dictionary<string, string>
+            var metadata = new Dictionary<string, string>
             {
                 [NodeRoles.RoleKey] = role,
                 [NodeRoles.NodeKey] = settings.Node,
-            });
+            };
+            if (!settings.UsesPostgres && settings.PrimarySiloPort == settings.SiloPort)
+            {
+                metadata[NodeRoles.PrimaryKey] = "true";
+            }
+
+            silo.UseSiloMetadata(metadata);
             silo.AddConvergePlacement();
             ClusterTuning.Apply(silo);
         });

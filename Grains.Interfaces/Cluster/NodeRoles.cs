@@ -12,6 +12,9 @@ public static class NodeRoles
     /// <summary>Silo metadata key holding the stable node name (e.g. <c>storage-1</c>).</summary>
     public const string NodeKey = "converge.node";
 
+    /// <summary>Silo metadata key set to <c>true</c> on the embedded cluster's primary silo (it hosts membership).</summary>
+    public const string PrimaryKey = "converge.primary";
+
     /// <summary>Separates the node name from the rest of a node-pinned grain's key: <c>storage-1/…</c>.</summary>
     public const char PinSeparator = '/';
 

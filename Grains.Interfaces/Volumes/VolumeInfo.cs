@@ -49,7 +49,8 @@ public sealed record Attachment(
     [property: Id(0)] VolumeInfo Volume,
     [property: Id(1)] string Node,
     [property: Id(2)] ulong Epoch,
-    [property: Id(3)] int LeaseMs);
+    [property: Id(3)] int LeaseMs,
+    [property: Id(4)] string? PreviousHolder = null);
 
 [GenerateSerializer, Immutable, Alias("Converge.AttachResult")]
 public sealed record AttachResult(

@@ -6,6 +6,24 @@ namespace Converge.Grains.Cluster;
 /// <summary>Which nodes are active members right now, by role, as this silo's membership view sees them.</summary>
 public sealed class ClusterView(IClusterMembershipService membership, ISiloMetadataCache metadata)
 {
+    /// <summary>
+    /// The active nodes of <paramref name="role"/>, waiting (bounded by <paramref name="timeout"/>) until there are at
+    /// least <paramref name="minimum"/>: a node that just restarted, or a membership view that lags, is worth a short
+    /// wait before an operation fails. Returns whatever is active at the deadline.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> WaitForActiveNodesAsync(string role, int minimum, TimeSpan timeout)
+    {
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        var nodes = ActiveNodes(role);
+        while (nodes.Count < minimum && deadline.Elapsed < timeout)
+        {
+            await Task.Delay(200);
+            nodes = ActiveNodes(role);
+        }
+
+        return nodes;
+    }
+
     public IReadOnlyList<string> ActiveNodes(string role)
     {
         var nodes = new List<string>();

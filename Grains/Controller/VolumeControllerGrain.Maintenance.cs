@@ -131,7 +131,7 @@ public sealed partial class VolumeControllerGrain
             return;
         }
 
-        var removed = await Volume.RemoveSegmentsAsync(_attachment!.Epoch, [.. destaged]);
+        var removed = await Volume.RemoveSegmentsAsync(AttachedEpoch, [.. destaged]);
         if (!removed.Ok)
         {
             // Keep them: asked again later (a stale epoch stops this writer anyway).

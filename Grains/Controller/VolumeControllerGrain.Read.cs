@@ -10,7 +10,7 @@ public sealed partial class VolumeControllerGrain
 
     public async Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes)
     {
-        if (!MayServe())
+        if (!await EnsureServingAsync())
         {
             return new VolumeReadReply(IoStatus.NotAttached, null);
         }
@@ -39,6 +39,11 @@ public sealed partial class VolumeControllerGrain
             }
 
             return new VolumeReadReply(IoStatus.Ok, blocks.Data.AsSpan(skip, lengthBytes).ToArray());
+        }
+        catch (DataPathException)
+        {
+            // Detached underneath this I/O (a close gave up waiting for it): nothing was acknowledged.
+            return new VolumeReadReply(IoStatus.NotAttached, null);
         }
         finally
         {

@@ -12,7 +12,7 @@ public sealed partial class VolumeControllerGrain
     /// </summary>
     private async Task RecoverSegmentsAsync()
     {
-        var epoch = _attachment!.Epoch;
+        var epoch = AttachedEpoch;
         var segments = await Volume.GetSegmentsAsync();
         foreach (var segment in segments.Where(s => !s.Sealed))
         {
@@ -96,7 +96,7 @@ public sealed partial class VolumeControllerGrain
     /// <summary>Chooses two distinct live storage nodes and records the segment in the catalogue before its first append.</summary>
     private async Task<SegmentRecord> NewSegmentAsync(IReadOnlyCollection<string> exclude)
     {
-        var live = clusterView.ActiveNodes(NodeRoles.Storage);
+        var live = await clusterView.WaitForActiveNodesAsync(NodeRoles.Storage, 2, TimeSpan.FromSeconds(5));
         var candidates = live.Where(n => !exclude.Contains(n)).ToList();
         if (candidates.Count < 2)
         {
@@ -110,8 +110,8 @@ public sealed partial class VolumeControllerGrain
 
         var a = Random.Shared.Next(candidates.Count);
         var b = (a + 1 + Random.Shared.Next(candidates.Count - 1)) % candidates.Count;
-        var segment = new SegmentRecord(Guid.NewGuid(), candidates[a], candidates[b], _attachment!.Epoch, Sealed: false);
-        var recorded = await Volume.PutSegmentAsync(_attachment.Epoch, segment);
+        var segment = new SegmentRecord(Guid.NewGuid(), candidates[a], candidates[b], AttachedEpoch, Sealed: false);
+        var recorded = await Volume.PutSegmentAsync(AttachedEpoch, segment);
         if (!recorded.Ok)
         {
             _lost = true;
@@ -125,10 +125,10 @@ public sealed partial class VolumeControllerGrain
     {
         foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
         {
-            await TryMirrorAsync(() => Mirror(node, segment.SegmentId).SealAsync(VolumeId, _attachment!.Epoch));
+            await TryMirrorAsync(() => Mirror(node, segment.SegmentId).SealAsync(VolumeId, AttachedEpoch));
         }
 
-        await Volume.PutSegmentAsync(_attachment!.Epoch, segment with { Sealed = true });
+        await Volume.PutSegmentAsync(AttachedEpoch, segment with { Sealed = true });
     }
 
     /// <summary>

@@ -10,7 +10,7 @@ public sealed partial class VolumeControllerGrain
 
     public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data)
     {
-        if (!MayServe())
+        if (!await EnsureServingAsync())
         {
             return IoStatus.NotAttached;
         }
@@ -82,7 +82,7 @@ public sealed partial class VolumeControllerGrain
                 payload = merged;
             }
 
-            var lsn = new Lsn(_attachment!.Epoch, ++_sequence);
+            var lsn = new Lsn(AttachedEpoch, ++_sequence);
             var header = LogRecordHeader.ForWrite(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, payload.Length);
             var (status, segment) = await AppendToMirrorsAsync(header, payload);
             if (status == IoStatus.Ok)
@@ -105,6 +105,11 @@ public sealed partial class VolumeControllerGrain
 
             return status;
         }
+        catch (DataPathException)
+        {
+            // Detached underneath this I/O (a close gave up waiting for it): nothing was acknowledged.
+            return IoStatus.NotAttached;
+        }
         finally
         {
             EndIo();
@@ -113,7 +118,7 @@ public sealed partial class VolumeControllerGrain
 
     public async Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes)
     {
-        if (!MayServe())
+        if (!await EnsureServingAsync())
         {
             return IoStatus.NotAttached;
         }
@@ -157,7 +162,7 @@ public sealed partial class VolumeControllerGrain
             var first = alignedStart / bs;
             var last = alignedEnd / bs - 1;
             using var held = await _locks.AcquireAsync(first, last);
-            var lsn = new Lsn(_attachment!.Epoch, ++_sequence);
+            var lsn = new Lsn(AttachedEpoch, ++_sequence);
             var header = LogRecordHeader.ForZero(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, (ulong)(alignedEnd - alignedStart));
             var (status, segment) = await AppendToMirrorsAsync(header, ReadOnlyMemory<byte>.Empty);
             if (status == IoStatus.Ok)
@@ -175,6 +180,11 @@ public sealed partial class VolumeControllerGrain
             }
 
             return status;
+        }
+        catch (DataPathException)
+        {
+            // Detached underneath this I/O (a close gave up waiting for it): nothing was acknowledged.
+            return IoStatus.NotAttached;
         }
         finally
         {

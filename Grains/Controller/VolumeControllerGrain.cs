@@ -31,6 +31,7 @@ public sealed partial class VolumeControllerGrain(
     private readonly Dictionary<long, DirtyEntry> _dirty = [];
     private string _name = "";
     private int _openCount;
+    private bool _opened;
     private int _inflight;
     private TaskCompletionSource? _drained;
     private Attachment? _attachment;
@@ -42,7 +43,13 @@ public sealed partial class VolumeControllerGrain(
     private Task _rotation = Task.CompletedTask;
     private Converge.Storage.PlacementMap? _placement;
 
-    private Guid VolumeId => _attachment!.Volume.VolumeId;
+    private Guid VolumeId => _attachment?.Volume.VolumeId ?? throw new DataPathException($"volume '{_name}' was detached from {localNode.Name}");
+
+    /// <summary>
+    /// The epoch this activation holds. A close that gave up waiting for in-flight I/O may have detached meanwhile:
+    /// then the I/O fails cleanly instead of acting for an attachment that is gone.
+    /// </summary>
+    private ulong AttachedEpoch => _attachment?.Epoch ?? throw new DataPathException($"volume '{_name}' was detached from {localNode.Name}");
 
     private int BlockSizeBytes => _attachment!.Volume.BlockSizeBytes;
 
@@ -86,6 +93,7 @@ public sealed partial class VolumeControllerGrain(
 
     private async Task<OpenReply> OpenCoreAsync()
     {
+        _opened = true;
         if (_attachment is not null && !_lost)
         {
             _openCount++;
@@ -98,7 +106,7 @@ public sealed partial class VolumeControllerGrain(
             return new OpenReply(attach.Error, attach.Message, 0, 0, 0);
         }
 
-        var previousHolder = attach.Attachment!.Volume.FormerHolders.FirstOrDefault();
+        var previousHolder = attach.Attachment!.PreviousHolder;
         _attachment = attach.Attachment;
         _lost = false;
         _leaseRenewedTicks = Stopwatch.GetTimestamp();
@@ -171,6 +179,23 @@ public sealed partial class VolumeControllerGrain(
 
     private OpenReply Reply() => new(VolumeError.None, "", SizeBytes, BlockSizeBytes, _attachment!.Epoch);
 
+    /// <summary>
+    /// An I/O that reaches an activation never opened here (the grain directory lost its entry when a silo died and a
+    /// fresh activation took the calls) attaches again on this node first: the epoch bump fences any older activation,
+    /// and the client's connection keeps working. Once opened, only <see cref="MayServe"/> decides.
+    /// </summary>
+    private async ValueTask<bool> EnsureServingAsync()
+    {
+        if (_attachment is not null || _opened)
+        {
+            return MayServe();
+        }
+
+        LogImplicitAttach(_name, localNode.Name);
+        var reply = await OpenAsync();
+        return reply.Error == VolumeError.None && MayServe();
+    }
+
     /// <summary>I/O is allowed only while this node provably holds the volume: attached, not fenced, lease fresh.</summary>
     private bool MayServe()
     {
@@ -239,6 +264,9 @@ public sealed partial class VolumeControllerGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} attached on {Node} at epoch {Epoch}; dirty map rebuilt with {Blocks} blocks")]
     private partial void LogAttached(string name, string node, ulong epoch, int blocks);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: I/O reached an activation on {Node} that was never opened; attaching again")]
+    private partial void LogImplicitAttach(string name, string node);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} detached from {Node} at epoch {Epoch}")]
     private partial void LogDetached(string name, string node, ulong epoch);

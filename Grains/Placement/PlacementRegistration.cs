@@ -12,7 +12,10 @@ public static class PlacementRegistration
     public static ISiloBuilder AddConvergePlacement(this ISiloBuilder builder)
     {
         builder.ConfigureServices(services =>
-            services.AddPlacementFilter<RolePlacementFilterStrategy, RolePlacementFilterDirector>(ServiceLifetime.Transient));
+        {
+            services.AddPlacementFilter<RolePlacementFilterStrategy, RolePlacementFilterDirector>(ServiceLifetime.Transient);
+            services.AddPlacementFilter<ControlPlanePlacementFilterStrategy, ControlPlanePlacementFilterDirector>(ServiceLifetime.Transient);
+        });
         builder.AddPlacementDirector<NodePinnedPlacement, NodePinnedPlacementDirector>();
         return builder;
     }

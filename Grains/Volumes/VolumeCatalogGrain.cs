@@ -6,6 +6,7 @@ namespace Converge.Grains.Volumes;
 /// The set of volume names. A create writes the volume grain first and the name second, so a crash in between
 /// leaves an unlisted volume that a retried create reports as existing, never a listed name without a volume.
 /// </summary>
+[Converge.Grains.Placement.ControlPlanePlacement]
 public sealed class VolumeCatalogGrain(
     [PersistentState("catalog", MetadataStorage.Name)] IPersistentState<VolumeCatalogState> state) : Grain, IVolumeCatalogGrain
 {

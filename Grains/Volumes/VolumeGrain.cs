@@ -9,6 +9,7 @@ namespace Converge.Grains.Volumes;
 /// so two racing attaches cannot both win. Leases are kept on this activation's monotonic clock: after a
 /// reactivation every lease counts as just renewed, so a takeover waits at most one lease period.
 /// </summary>
+[Converge.Grains.Placement.ControlPlanePlacement]
 public sealed partial class VolumeGrain(
     [PersistentState("volume", MetadataStorage.Name)] IPersistentState<VolumeState> state,
     ILogger<VolumeGrain> logger) : Grain, IVolumeGrain
@@ -129,10 +130,12 @@ public sealed partial class VolumeGrain(
                 null);
         }
 
-        if (holder is not null && holder != node)
+        // The node that held the volume last, attached now or detached since: its cache, not this node's, is current.
+        var previous = holder ?? state.State.LastHolder;
+        if (previous is not null && previous != node)
         {
-            state.State.FormerHolders.Remove(holder);
-            state.State.FormerHolders.Insert(0, holder);
+            state.State.FormerHolders.Remove(previous);
+            state.State.FormerHolders.Insert(0, previous);
             if (state.State.FormerHolders.Count > MaxFormerHolders)
             {
                 state.State.FormerHolders.RemoveRange(MaxFormerHolders, state.State.FormerHolders.Count - MaxFormerHolders);
@@ -141,10 +144,11 @@ public sealed partial class VolumeGrain(
 
         state.State.Epoch++;
         state.State.AttachedNode = node;
+        state.State.LastHolder = node;
         await state.WriteStateAsync();
         _leaseRenewedTicks = Stopwatch.GetTimestamp();
-        LogAttached(Name, node, state.State.Epoch, holder);
-        return new AttachResult(VolumeError.None, "", new Attachment(Snapshot(), node, state.State.Epoch, LeaseMs));
+        LogAttached(Name, node, state.State.Epoch, previous);
+        return new AttachResult(VolumeError.None, "", new Attachment(Snapshot(), node, state.State.Epoch, LeaseMs, previous));
     }
 
     public Task<AttachResult> RenewLeaseAsync(string node, ulong epoch)

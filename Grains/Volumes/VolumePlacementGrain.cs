@@ -26,6 +26,7 @@ public sealed class VolumePlacementState
 /// the storage nodes live at that moment, the two replicas of a group always on different nodes. Reassignment of a
 /// group whose node is lost (backfill) bumps that group's epoch; it is not done yet.
 /// </summary>
+[Converge.Grains.Placement.ControlPlanePlacement]
 public sealed partial class VolumePlacementGrain(
     [PersistentState("placement", MetadataStorage.Name)] IPersistentState<VolumePlacementState> state,
     ClusterView clusterView,
@@ -52,7 +53,7 @@ public sealed partial class VolumePlacementGrain(
             throw new InvalidOperationException($"volume {VolumeId:D} is deleted");
         }
 
-        var nodes = clusterView.ActiveNodes(NodeRoles.Storage);
+        var nodes = await clusterView.WaitForActiveNodesAsync(NodeRoles.Storage, 2, TimeSpan.FromSeconds(10));
         state.State.Groups = Assign(nodes, new ExtentStoreOptions().GroupCount);
         state.State.BlockSizeBytes = blockSizeBytes;
         state.State.ExtentSizeBytes = ExtentStoreOptions.DefaultExtentSizeBytes;

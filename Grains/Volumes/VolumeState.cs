@@ -24,6 +24,9 @@ public sealed class VolumeState
 
     /// <summary>The segment catalogue: every log segment of the volume not yet known destaged, with its mirror pair.</summary>
     [Id(8)] public List<Converge.DataPath.SegmentRecord> Segments { get; set; } = [];
+
+    /// <summary>The node that attached the volume most recently (kept after a detach), to tell a move from a re-attach.</summary>
+    [Id(9)] public string? LastHolder { get; set; }
 }
 
 /// <summary>Persisted list of volume names.</summary>
