@@ -126,7 +126,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
                 {
                     return !(await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned;
                 }
-                catch (OrleansException)
+                catch (Exception e) when (e is OrleansException or TimeoutException)
                 {
                     return false;
                 }

@@ -18,7 +18,30 @@ public sealed class VolumeSession(IClusterClient cluster, string volumeName, str
 
     public int Reattaches => Volatile.Read(ref _reattaches);
 
-    public async Task<VolumeHandle> HandleAsync() => _handle ??= await VolumeHandle.OpenAsync(cluster, volumeName, computeNode);
+    /// <summary>How many times a call is retried while the cluster routes around a silo that just died.</summary>
+    private const int MaxTransientRetries = 40;
+    private static readonly TimeSpan TransientDelay = TimeSpan.FromMilliseconds(500);
+
+    public async Task<VolumeHandle> HandleAsync() => _handle ??= await OpenWithRetriesAsync();
+
+    /// <summary>
+    /// Opens the volume, retrying (bounded) while calls still reach a silo that just died: until membership declares it
+    /// dead, grain lookups routed to it fail, as any client sees for a few seconds after a crash.
+    /// </summary>
+    private async Task<VolumeHandle> OpenWithRetriesAsync()
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await VolumeHandle.OpenAsync(cluster, volumeName, computeNode);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException && attempt < MaxTransientRetries)
+            {
+                await Task.Delay(TransientDelay);
+            }
+        }
+    }
 
     public async Task<IoStatus> WriteAsync(long offsetBytes, byte[] data)
     {
@@ -39,10 +62,21 @@ public sealed class VolumeSession(IClusterClient cluster, string volumeName, str
     public async Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes)
     {
         var reply = new VolumeReadReply(IoStatus.NotAttached, null);
+        var transient = 0;
         for (var attempt = 0; attempt <= MaxReattachesPerCall && reply.Status == IoStatus.NotAttached; attempt++)
         {
             var handle = await HandleAsync();
-            reply = await handle.ReadAsync(offsetBytes, lengthBytes);
+            try
+            {
+                reply = await handle.ReadAsync(offsetBytes, lengthBytes);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException && transient++ < MaxTransientRetries)
+            {
+                await Task.Delay(TransientDelay);
+                attempt--;
+                continue;
+            }
+
             if (reply.Status == IoStatus.NotAttached)
             {
                 await ReattachAsync(handle);
@@ -69,7 +103,7 @@ public sealed class VolumeSession(IClusterClient cluster, string volumeName, str
             {
                 Interlocked.Increment(ref _reattaches);
                 await failed.DisposeAsync();
-                _handle = await VolumeHandle.OpenAsync(cluster, volumeName, computeNode);
+                _handle = await OpenWithRetriesAsync();
             }
         }
         finally
