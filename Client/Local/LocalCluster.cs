@@ -325,8 +325,9 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
                 }
             }
             // A gateway listed in membership may refuse connections for a moment while its silo starts or is starved
-            // of CPU: keep waiting within the join deadline instead of failing the whole start.
-            catch (Exception e) when (e is ClusterUnreachableException or Orleans.Runtime.Messaging.ConnectionFailedException && deadline.Elapsed < JoinTimeout)
+            // of CPU, and calls may still be routed to a silo that just died: keep waiting within the join deadline
+            // instead of failing the whole start.
+            catch (Exception e) when (e is ClusterUnreachableException or OrleansException or TimeoutException && deadline.Elapsed < JoinTimeout)
             {
                 await Task.Delay(500, cancellationToken);
                 continue;

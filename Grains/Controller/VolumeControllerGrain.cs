@@ -164,13 +164,21 @@ public sealed partial class VolumeControllerGrain(
         StopMaintenance();
         if (!_lost)
         {
-            if (_segment is { } open)
+            try
             {
-                await SealSegmentAsync(open);
-            }
+                if (_segment is { } open)
+                {
+                    await SealSegmentAsync(open);
+                }
 
-            await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
-            LogDetached(_name, localNode.Name, _attachment.Epoch);
+                await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
+                LogDetached(_name, localNode.Name, _attachment.Epoch);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or DataPathException)
+            {
+                // The next holder fences and seals whatever is left open; without a detach the lease lapses on its own.
+                LogAttachFailed(_name, $"graceful detach incomplete: {e.Message}");
+            }
         }
 
         _attachment = null;

@@ -75,6 +75,22 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         var segment = await OpenSegmentAsync("eio");
         // The primary is never restarted, so the poisoned node is the other mirror.
         var victim = segment.MirrorA == "storage-1" ? segment.MirrorB : segment.MirrorA;
+        // The victim may have restarted in an earlier test: wait (bounded) until every silo routes to it again.
+        await TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                try
+                {
+                    await cluster.NodeGrain(victim).GetLogStatsAsync();
+                    return true;
+                }
+                catch (Exception e) when (e is OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
+                {
+                    return false;
+                }
+            },
+            Patience,
+            $"{victim}'s node grain to answer");
         // EIO is injected in the silo's I/O layer (the fault seam under the log), armed from outside the process.
         var trigger = Path.Combine(cluster.FaultDirectory, victim + ".fail-flush");
         await File.WriteAllTextAsync(trigger, "");
