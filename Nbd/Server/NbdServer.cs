@@ -42,6 +42,24 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>Connections currently served (handshake or transmission).</summary>
     public int ActiveConnections => Volatile.Read(ref _activeConnections);
 
+    /// <summary>Counts one more connection unless the cap is reached; the count never reads above the cap.</summary>
+    private bool TryAdmitConnection()
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _activeConnections);
+            if (current >= _options.MaxConnections)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _activeConnections, current + 1, current) == current)
+            {
+                return true;
+            }
+        }
+    }
+
     /// <summary>Buffer bytes currently reserved by all connections; zero when the server is idle.</summary>
     public long BufferedBytes => _options.MaxBufferedBytes - _serverBudget.AvailableBytes;
 
@@ -157,9 +175,8 @@ public sealed class NbdServer : IAsyncDisposable
                 break;
             }
 
-            if (Interlocked.Increment(ref _activeConnections) > _options.MaxConnections)
+            if (!TryAdmitConnection())
             {
-                Interlocked.Decrement(ref _activeConnections);
                 NbdLog.ConnectionLimit(_logger, client.RemoteEndPoint, _options.MaxConnections);
                 client.Dispose();
                 continue;

@@ -99,7 +99,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
             // Write until the victim's log reports the failed fdatasync (bounded), then on: every write is acknowledged.
             long block = 1;
             var clock = Stopwatch.StartNew();
-            while (!(await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned)
+            while (!await PoisonedOrStoppedAsync(victim))
             {
                 Assert.True(block < 512 && clock.Elapsed < Patience, $"{victim}'s log was not poisoned after {block} writes in {clock.Elapsed.TotalSeconds:0} s");
                 await model.WriteAcknowledgedAsync(volume, block++, buffer);
@@ -121,18 +121,23 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         Assert.DoesNotContain(victim, new[] { current.MirrorA, current.MirrorB });
         await model.VerifyAsync(volume, $"after EIO on {victim}");
 
-        // Fail-stop: with the trigger gone, the poisoned log still refuses every append (never retried).
-        var stats = await cluster.NodeGrain(victim).GetLogStatsAsync();
-        Assert.True(stats.Poisoned, $"{victim} is healthy again: {stats}");
-        using (var probe = LogRecord.EncodePooled(LogRecordHeader.ForWrite(volumeId, new Lsn(999, 1), Guid.NewGuid(), 0, buffer.Length), buffer))
+        // Fail-stop: with the trigger gone, the poisoned log still refuses every append (never retried). A silo that
+        // stopped altogether is fail-stop too; then there is nothing left to probe.
+        if (!Stopped(victim))
         {
-            var probeSegment = Guid.NewGuid();
-            var status = await SegmentOn(victim, probeSegment).AppendCommittedAsync(probe.Memory.ToArray());
+            var stats = await cluster.NodeGrain(victim).GetLogStatsAsync();
+            Assert.True(stats.Poisoned, $"{victim} is healthy again: {stats}");
+            using var probe = LogRecord.EncodePooled(LogRecordHeader.ForWrite(volumeId, new Lsn(999, 1), Guid.NewGuid(), 0, buffer.Length), buffer);
+            var status = await SegmentOn(victim, Guid.NewGuid()).AppendCommittedAsync(probe.Memory.ToArray());
             Assert.Equal(MirrorStatus.Faulted, status);
+            cluster.Cluster.Local.Kill(victim);
+        }
+        else
+        {
+            output.WriteLine($"{victim} stopped after the fdatasync failure (fail-stop by exit)");
         }
 
         // A restart recovers the log: everything committed before the fault is served, and it takes appends again.
-        cluster.Cluster.Local.Kill(victim);
         await cluster.RestartAsync(victim);
         // Calls may still be routed to the killed instance until membership has declared it dead: bounded retries.
         await TestCluster.WaitUntilAsync(
@@ -150,6 +155,26 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
             Patience,
             $"{victim} to serve an unpoisoned log after its restart");
         await model.VerifyAsync(volume, $"after {victim} restarted");
+    }
+
+    private bool Stopped(string node) => !Client.Local.SiloProcess.IsRunning(cluster.Pid(node), node);
+
+    /// <summary>True once the node's log reports the failed fdatasync, or the node's process has exited.</summary>
+    private async Task<bool> PoisonedOrStoppedAsync(string node)
+    {
+        if (Stopped(node))
+        {
+            return true;
+        }
+
+        try
+        {
+            return (await cluster.NodeGrain(node).GetLogStatsAsync()).Poisoned;
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
+        {
+            return Stopped(node);
+        }
     }
 
     /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
