@@ -27,7 +27,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         var buffer = new byte[BlockPattern.BlockBytes];
         await using var volume = new VolumeSession(cluster.Grains, "held", "compute-1");
         await model.WriteAcknowledgedAsync(volume, 0, buffer);
-        var segment = await OpenSegmentAsync("held");
+        var segment = await cluster.OpenSegmentAsync("held");
         var held = segment.MirrorA;
         var other = segment.MirrorB;
         var trigger = Path.Combine(cluster.FaultDirectory, held + ".hold-flush");
@@ -72,7 +72,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         var buffer = new byte[BlockPattern.BlockBytes];
         await using var volume = new VolumeSession(cluster.Grains, "eio", "compute-1");
         await model.WriteAcknowledgedAsync(volume, 0, buffer);
-        var segment = await OpenSegmentAsync("eio");
+        var segment = await cluster.OpenSegmentAsync("eio");
         // The primary is never restarted, so the poisoned node is the other mirror.
         var victim = segment.MirrorA == "storage-1" ? segment.MirrorB : segment.MirrorA;
         // The victim may have restarted in an earlier test: wait (bounded) until every silo routes to it again.
@@ -117,7 +117,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
             File.Delete(trigger);
         }
 
-        var current = await OpenSegmentAsync("eio");
+        var current = await cluster.OpenSegmentAsync("eio");
         Assert.DoesNotContain(victim, new[] { current.MirrorA, current.MirrorB });
         await model.VerifyAsync(volume, $"after EIO on {victim}");
 
@@ -175,28 +175,6 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         {
             return Stopped(node);
         }
-    }
-
-    /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
-    private async Task<SegmentRecord> OpenSegmentAsync(string volume)
-    {
-        SegmentRecord? open = null;
-        await TestCluster.WaitUntilAsync(
-            async () =>
-            {
-                try
-                {
-                    open = (await cluster.Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
-                    return true;
-                }
-                catch (Orleans.Runtime.OrleansException)
-                {
-                    return false;
-                }
-            },
-            TimeSpan.FromSeconds(30),
-            $"the segment catalogue of {volume}");
-        return open!;
     }
 
     private ILogSegmentGrain SegmentOn(string node, Guid segmentId) =>

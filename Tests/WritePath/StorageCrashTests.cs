@@ -145,7 +145,7 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         SegmentRecord? open = null;
         for (var attempt = 0; attempt < 12; attempt++)
         {
-            open = await OpenSegmentAsync(name);
+            open = await cluster.OpenSegmentAsync(name);
             if (open.MirrorA != "storage-1")
             {
                 break;
@@ -176,7 +176,7 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
                 await model.WriteAcknowledgedAsync(volume, block, buffer);
             }
 
-            Assert.NotEqual(open.SegmentId, (await OpenSegmentAsync(name)).SegmentId);
+            Assert.NotEqual(open.SegmentId, (await cluster.OpenSegmentAsync(name)).SegmentId);
         }
         finally
         {
@@ -191,28 +191,6 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         }
 
         await model.VerifyAsync(cold, $"{name}: after more writes");
-    }
-
-    /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
-    private async Task<SegmentRecord> OpenSegmentAsync(string volume)
-    {
-        SegmentRecord? open = null;
-        await TestCluster.WaitUntilAsync(
-            async () =>
-            {
-                try
-                {
-                    open = (await cluster.Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
-                    return true;
-                }
-                catch (Orleans.Runtime.OrleansException)
-                {
-                    return false;
-                }
-            },
-            TimeSpan.FromSeconds(30),
-            $"the segment catalogue of {volume}");
-        return open!;
     }
 
     private static (string Path, long LastByte) NewestChunk(string logDirectory)

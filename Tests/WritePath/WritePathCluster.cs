@@ -73,6 +73,28 @@ public sealed class WritePathCluster : IAsyncLifetime
         await Cluster.Local.StartNodeAsync(node, timeout.Token);
     }
 
+    /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
+    public async Task<SegmentRecord> OpenSegmentAsync(string volume)
+    {
+        SegmentRecord? open = null;
+        await TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                try
+                {
+                    open = (await Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
+                    return true;
+                }
+                catch (Orleans.Runtime.OrleansException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(30),
+            $"the segment catalogue of {volume}");
+        return open!;
+    }
+
     public IStorageNodeGrain NodeGrain(string node) => Grains.GetGrain<IStorageNodeGrain>(NodeRoles.PinnedKey(node, IStorageNodeGrain.KeySuffix));
 
     private static void CopyDirectory(string from, string to)
