@@ -172,31 +172,13 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         for (var attempt = 0; attempt < 20; attempt++)
         {
             var offset = 3000 + ((Environment.ProcessId + attempt) % 20) * 300;
-            var layout = new ClusterLayout { PortOffset = offset };
-            var nodes = Enumerable.Range(1, options.Storage).Select(i => layout.NewNode(NodeRoles.Storage, i))
-                .Concat(Enumerable.Range(1, options.Compute).Select(i => layout.NewNode(NodeRoles.Compute, i)));
-            if (nodes.SelectMany(n => new[] { n.SiloPort, n.GatewayPort, n.HttpPort, n.NbdPort }).Where(p => p != 0).All(IsFree))
+            if (ClusterLayout.PortsAreFree(offset, options.Compute, options.Storage))
             {
                 return offset;
             }
         }
 
         throw new BenchException("found no free block of ports for the bench cluster");
-    }
-
-    private static bool IsFree(int port)
-    {
-        try
-        {
-            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
-            listener.Start();
-            listener.Stop();
-            return true;
-        }
-        catch (System.Net.Sockets.SocketException)
-        {
-            return false;
-        }
     }
 
     private static string? FindOnPath(string tool) =>

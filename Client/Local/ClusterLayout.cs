@@ -106,6 +106,36 @@ public sealed class ClusterLayout
             NbdPort = PortOffset + FirstNbdPort + index - 1,
         };
 
+    /// <summary>
+    /// True when every loopback port a cluster of this size would use at <paramref name="portOffset"/> is free now
+    /// (silo, gateway, metrics, NBD and PostgreSQL ports), so a private cluster (tests, bench) can start beside others.
+    /// </summary>
+    public static bool PortsAreFree(int portOffset, int compute, int storage)
+    {
+        var probe = new ClusterLayout { PortOffset = portOffset };
+        var nodes = Enumerable.Range(1, storage).Select(i => probe.NewNode(NodeRoles.Storage, i))
+            .Concat(Enumerable.Range(1, compute).Select(i => probe.NewNode(NodeRoles.Compute, i)));
+        return nodes.SelectMany(n => new[] { n.SiloPort, n.GatewayPort, n.HttpPort, n.NbdPort })
+            .Where(p => p != 0)
+            .Append(portOffset + 15432)
+            .All(IsFree);
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
     public IReadOnlyList<IPEndPoint> Gateways(Func<NodeRecord, bool>? where = null) =>
         Nodes.Where(n => where?.Invoke(n) ?? true).Select(n => new IPEndPoint(IPAddress.Loopback, n.GatewayPort)).ToArray();
 

@@ -52,32 +52,13 @@ public sealed class TestCluster : IAsyncDisposable
         for (var attempt = 0; attempt < 40; attempt++)
         {
             var offset = 2000 + (Interlocked.Increment(ref _nextOffset) % 40 * 300);
-            var probe = new ClusterLayout { PortOffset = offset };
-            var nodes = Enumerable.Range(1, storage).Select(i => probe.NewNode(Converge.Cluster.NodeRoles.Storage, i))
-                .Concat(Enumerable.Range(1, compute).Select(i => probe.NewNode(Converge.Cluster.NodeRoles.Compute, i)));
-            var ports = nodes.SelectMany(n => new[] { n.SiloPort, n.GatewayPort, n.HttpPort, n.NbdPort }).Where(p => p != 0).Append(probe.PostgresPort + offset + 15432);
-            if (ports.All(IsFree))
+            if (ClusterLayout.PortsAreFree(offset, compute, storage))
             {
                 return offset;
             }
         }
 
         throw new InvalidOperationException("no free block of loopback ports for a test cluster");
-    }
-
-    private static bool IsFree(int port)
-    {
-        try
-        {
-            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
-            listener.Start();
-            listener.Stop();
-            return true;
-        }
-        catch (System.Net.Sockets.SocketException)
-        {
-            return false;
-        }
     }
 
     public static string RepositoryRoot { get; } = SiloBinaries.FindRepositoryRoot();
