@@ -59,5 +59,18 @@ else
 fi
 if [ "$status" -ne 0 ] && [ "${failed:-0}" -eq 0 ]; then failed=1; fi
 rm -f "$results.log"
+if [ -f "$trx" ] && [ "${failed:-0}" -gt 0 ]; then
+  # The tail of a long run is what a reader sees first: name each failed test and the start of its message there.
+  python3 - "$trx" <<'PY' || true
+import sys, xml.etree.ElementTree as et
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+root = et.parse(sys.argv[1]).getroot()
+for r in root.iterfind(".//t:UnitTestResult", ns):
+    if r.get("outcome") != "Failed":
+        continue
+    msg = r.findtext(".//t:Message", default="", namespaces=ns).strip().replace("\n", " | ")
+    print(f"FAILED {r.get('testName')} ({r.get('duration')}): {msg[:600]}")
+PY
+fi
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped} skipped"
 [ "$status" -eq 0 ] && [ "${failed:-0}" -eq 0 ]

@@ -38,6 +38,12 @@ public sealed partial class VolumeControllerGrain(
     private SegmentRecord? _segment;
     private ulong _sequence;
     private bool _lost;
+
+    /// <summary>
+    /// True once an open has finished recovery and opened a segment. I/O that arrives while an open is still recovering
+    /// (the grain is reentrant) waits for it instead of writing with no segment, or into one the open is about to seal.
+    /// </summary>
+    private bool _ready;
     private long _leaseRenewedTicks;
     private IGrainTimer? _leaseTimer;
     private Task _rotation = Task.CompletedTask;
@@ -107,6 +113,8 @@ public sealed partial class VolumeControllerGrain(
         }
 
         var previousHolder = attach.Attachment!.PreviousHolder;
+        _ready = false;
+        _segment = null;
         _attachment = attach.Attachment;
         _lost = false;
         _leaseRenewedTicks = Stopwatch.GetTimestamp();
@@ -123,6 +131,7 @@ public sealed partial class VolumeControllerGrain(
             _placement = await GrainFactory.GetGrain<Converge.Storage.IVolumePlacementGrain>(VolumeId).GetOrAssignAsync(BlockSizeBytes);
             _segment = await NewSegmentAsync(exclude: []);
             ResetSegmentFill();
+            _ready = true;
         }
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException or InvalidOperationException or ArgumentException)
         {
@@ -183,6 +192,7 @@ public sealed partial class VolumeControllerGrain(
 
         _attachment = null;
         _segment = null;
+        _ready = false;
     }
 
     private OpenReply Reply() => new(VolumeError.None, "", SizeBytes, BlockSizeBytes, _attachment!.Epoch);
@@ -194,6 +204,13 @@ public sealed partial class VolumeControllerGrain(
     /// </summary>
     private async ValueTask<bool> EnsureServingAsync()
     {
+        if (_attachment is not null && !_ready)
+        {
+            // An open is recovering (fencing, rebuilding the dirty map): wait for it to finish, then decide.
+            await _openClose.WaitAsync();
+            _openClose.Release();
+        }
+
         if (_attachment is not null || _opened)
         {
             return MayServe();
@@ -207,7 +224,7 @@ public sealed partial class VolumeControllerGrain(
     /// <summary>I/O is allowed only while this node provably holds the volume: attached, not fenced, lease fresh.</summary>
     private bool MayServe()
     {
-        if (_attachment is null || _lost)
+        if (_attachment is null || _lost || !_ready)
         {
             return false;
         }

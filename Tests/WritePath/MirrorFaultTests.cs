@@ -147,7 +147,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
                 {
                     return !(await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned;
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
+                catch (Exception e) when (e is OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
                 {
                     return false;
                 }

@@ -40,6 +40,12 @@ public sealed class VolumeSession(IClusterClient cluster, string volumeName, str
             {
                 await Task.Delay(TransientDelay);
             }
+            catch (VolumeIoException e) when (e.Error == nameof(Converge.Volumes.VolumeError.AttachedElsewhere) && attempt < MaxTransientRetries)
+            {
+                // The previous holder's graceful detach did not reach the control plane (a silo had just died): its
+                // lease (10 s) lapses on its own, within the retry budget (40 x 0.5 s).
+                await Task.Delay(TransientDelay);
+            }
         }
     }
 
