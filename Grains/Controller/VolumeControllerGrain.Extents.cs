@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Converge.Grains.Placement;
 using Lsn = Converge.Log.Lsn;
 using Converge.Storage;
@@ -20,11 +21,15 @@ public sealed partial class VolumeControllerGrain
         while (block < end)
         {
             var pieceCount = (int)(Math.Min(end, ((block / blocksPerExtent) + 1) * blocksPerExtent) - block);
+            var started = Stopwatch.GetTimestamp();
             var reply = await ReadReplicaAsync(block, pieceCount, minLsn);
+            cache.Counters.ExtentLatency.RecordSince(started);
             if (reply is null)
             {
                 return false;
             }
+
+            CountExtentRead(reply, pieceCount);
 
             var offset = (int)((block - resultFirstBlock) * bs);
             reply.Data.AsSpan(0, pieceCount * bs).CopyTo(result.AsSpan(offset));
@@ -44,6 +49,23 @@ public sealed partial class VolumeControllerGrain
         }
 
         return true;
+    }
+
+    private void CountExtentRead(ExtentReadReply reply, int count)
+    {
+        var counters = cache.Counters;
+        Interlocked.Add(ref counters.ExtentReadCount, count);
+        Interlocked.Add(ref counters.ExtentReadByteCount, (long)count * BlockSizeBytes);
+        var zeros = 0;
+        for (var i = 0; i < count; i++)
+        {
+            zeros += reply.Blocks[i].State == ExtentBlock.Data ? 0 : 1;
+        }
+
+        if (zeros > 0)
+        {
+            Interlocked.Add(ref counters.ZeroReadCount, zeros);
+        }
     }
 
     private async Task<ExtentReadReply?> ReadReplicaAsync(long block, int count, Lsn minLsn)

@@ -117,6 +117,8 @@ public sealed partial class VolumeControllerGrain(
             cache.DropVolume(VolumeId);
         }
 
+        ResetPeer(previousHolder);
+
         try
         {
             await RecoverSegmentsAsync();
