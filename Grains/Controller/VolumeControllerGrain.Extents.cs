@@ -12,7 +12,7 @@ public sealed partial class VolumeControllerGrain
     /// other) into <paramref name="result"/> at the range's place. A replica's answer is taken only when no block is
     /// corrupt and every block is at least <paramref name="minLsn"/>; false when no replica gives such an answer.
     /// </summary>
-    private async Task<bool> ReadExtentsIntoAsync(long firstBlock, int count, Lsn minLsn, byte[] result, long resultFirstBlock, bool fillCacheWhenClean)
+    private async Task<bool> ReadExtentsIntoAsync(long firstBlock, int count, Lsn minLsn, byte[] result, long resultFirstBlock)
     {
         var bs = BlockSizeBytes;
         var blocksPerExtent = _placement!.BlocksPerExtent;
@@ -33,15 +33,14 @@ public sealed partial class VolumeControllerGrain
 
             var offset = (int)((block - resultFirstBlock) * bs);
             reply.Data.AsSpan(0, pieceCount * bs).CopyTo(result.AsSpan(offset));
-            if (fillCacheWhenClean)
+            for (var i = 0; i < pieceCount; i++)
             {
-                for (var i = 0; i < pieceCount; i++)
+                // Cached only if no write newer than the extent's version completed while this read was out (that
+                // write has its own dirty entry and cached copy); a dirty entry at most that old is superseded by it.
+                var extentBlock = reply.Blocks[i];
+                if (extentBlock.State == ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var dirty) || dirty.Lsn <= extentBlock.Lsn))
                 {
-                    // A write that completed while this read was out has a dirty entry and its own cached copy.
-                    if (reply.Blocks[i].State == ExtentBlock.Data && !_dirty.ContainsKey(block + i))
-                    {
-                        cache.Put(VolumeId, block + i, reply.Blocks[i].Lsn, reply.Data.AsSpan(i * bs, bs));
-                    }
+                    cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
                 }
             }
 

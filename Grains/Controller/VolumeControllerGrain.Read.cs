@@ -114,7 +114,7 @@ public sealed partial class VolumeControllerGrain
             if (dirty.Segment is null)
             {
                 var cleanEnd = CleanRunEnd(block, end, missing, firstBlock);
-                if (!await ReadExtentsIntoAsync(block, (int)(cleanEnd - block), default, result, firstBlock, fillCacheWhenClean: true))
+                if (!await ReadExtentsIntoAsync(block, (int)(cleanEnd - block), default, result, firstBlock))
                 {
                     return IoStatus.IoError;
                 }
@@ -131,7 +131,7 @@ public sealed partial class VolumeControllerGrain
             }
 
             var runBlocks = (int)(runEnd - block);
-            if (dirty.Recovered && await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock, fillCacheWhenClean: false))
+            if (dirty.Recovered && await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock))
             {
                 // Rebuilt at attach from a segment that may have been overtaken by a newer, already destaged one: the
                 // extents hold this version or a newer one, so the entry has nothing left to say.
@@ -155,7 +155,7 @@ public sealed partial class VolumeControllerGrain
             if (reply.Status == MirrorStatus.Gone)
             {
                 // Destaged and reclaimed on both mirrors: the extents hold this version (or a newer one).
-                if (!await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock, fillCacheWhenClean: false))
+                if (!await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock))
                 {
                     return IoStatus.IoError;
                 }
