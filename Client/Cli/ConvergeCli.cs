@@ -33,6 +33,8 @@ public static partial class ConvergeCli
         root.Subcommands.Add(ClusterCommands.Scale(context));
         root.Subcommands.Add(VolumeCommands.Build(context));
         root.Subcommands.Add(BenchCommand.Build(context));
+        root.Subcommands.Add(StatsCommands.Stats(context));
+        root.Subcommands.Add(StatsCommands.Cache(context));
 
         var parse = root.Parse(args, new ParserConfiguration());
         if (parse.Errors.Count > 0)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using Converge.Log;
 
 namespace Converge.Grains.Cache;
@@ -10,14 +11,38 @@ public sealed partial class BlockCache
     /// <paramref name="expected"/>; a different LSN is a miss. <paramref name="destination"/> is unchanged on a miss.
     /// </summary>
     public bool TryRead(Guid volumeId, long block, Lsn expected, Span<byte> destination) =>
-        Read(new CacheKey(volumeId, block), anyLsn: false, expected, destination, out _);
+        Read(new CacheKey(volumeId, block), anyLsn: false, expected, destination, out _, forPeer: false);
 
     /// <summary>
     /// Copies the newest cached version of the block, whatever its LSN, into <paramref name="destination"/>; the caller
     /// must judge <paramref name="lsn"/> itself. <paramref name="destination"/> is unchanged on a miss.
     /// </summary>
     public bool TryRead(Guid volumeId, long block, Span<byte> destination, out Lsn lsn) =>
-        Read(new CacheKey(volumeId, block), anyLsn: true, default, destination, out lsn);
+        Read(new CacheKey(volumeId, block), anyLsn: true, default, destination, out lsn, forPeer: false);
+
+    /// <summary>
+    /// For another compute node's peer read: the newest cached version of the block and its LSN. Counted as served to a
+    /// peer, not as a hit or miss of this node's own reads.
+    /// </summary>
+    public bool TryReadForPeer(Guid volumeId, long block, Span<byte> destination, out Lsn lsn)
+    {
+        var hit = Read(new CacheKey(volumeId, block), anyLsn: true, default, destination, out lsn, forPeer: true);
+        if (hit)
+        {
+            Interlocked.Increment(ref Counters.PeerServedCount);
+        }
+
+        return hit;
+    }
+
+    /// <summary>Forgets <paramref name="count"/> blocks from <paramref name="firstBlock"/> in every tier.</summary>
+    public void InvalidateRange(Guid volumeId, long firstBlock, long count)
+    {
+        for (var b = firstBlock; b < firstBlock + count; b++)
+        {
+            Invalidate(volumeId, b);
+        }
+    }
 
     /// <summary>
     /// Caches a copy of one block written or read at <paramref name="lsn"/>. An older LSN never replaces a newer one
@@ -110,22 +135,37 @@ public sealed partial class BlockCache
         }
     }
 
-    private bool Read(in CacheKey key, bool anyLsn, Lsn expected, Span<byte> destination, out Lsn lsn)
+    private bool Read(in CacheKey key, bool anyLsn, Lsn expected, Span<byte> destination, out Lsn lsn, bool forPeer)
     {
+        var started = Stopwatch.GetTimestamp();
         var shard = ShardOf(key);
         lock (shard.Lock)
         {
             if (shard.TryCopy(key, anyLsn, expected, destination, out lsn))
             {
-                Interlocked.Increment(ref Counters.RamHitCount);
+                if (!forPeer)
+                {
+                    Interlocked.Increment(ref Counters.RamHitCount);
+                    Interlocked.Add(ref Counters.RamHitByteCount, destination.Length);
+                    Counters.RamLatency.RecordSince(started);
+                }
+
                 return true;
             }
         }
 
-        Interlocked.Increment(ref Counters.RamMissCount);
+        if (!forPeer)
+        {
+            Interlocked.Increment(ref Counters.RamMissCount);
+        }
+
         if (_flash is null || destination.Length != _flash.BlockBytes || !_flash.TryRead(key, anyLsn, expected, out lsn, out var ticket, out var slot))
         {
-            Interlocked.Increment(ref Counters.MissCount);
+            if (!forPeer)
+            {
+                Interlocked.Increment(ref Counters.MissCount);
+            }
+
             lsn = default;
             return false;
         }
@@ -144,7 +184,11 @@ public sealed partial class BlockCache
                 if (!holds)
                 {
                     // Invalidated, superseded or reused while it was read: the bytes may no longer be current.
-                    Interlocked.Increment(ref Counters.MissCount);
+                    if (!forPeer)
+                    {
+                        Interlocked.Increment(ref Counters.MissCount);
+                    }
+
                     lsn = default;
                     return false;
                 }
@@ -156,7 +200,13 @@ public sealed partial class BlockCache
             }
 
             data.CopyTo(destination);
-            Interlocked.Increment(ref Counters.FlashHitCount);
+            if (!forPeer)
+            {
+                Interlocked.Increment(ref Counters.FlashHitCount);
+                Interlocked.Add(ref Counters.FlashHitByteCount, destination.Length);
+                Counters.FlashLatency.RecordSince(started);
+            }
+
             return true;
         }
         finally

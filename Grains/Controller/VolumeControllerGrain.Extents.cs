@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Converge.Grains.Placement;
 using Lsn = Converge.Log.Lsn;
 using Converge.Storage;
@@ -11,7 +12,7 @@ public sealed partial class VolumeControllerGrain
     /// other) into <paramref name="result"/> at the range's place. A replica's answer is taken only when no block is
     /// corrupt and every block is at least <paramref name="minLsn"/>; false when no replica gives such an answer.
     /// </summary>
-    private async Task<bool> ReadExtentsIntoAsync(long firstBlock, int count, Lsn minLsn, byte[] result, long resultFirstBlock, bool fillCacheWhenClean)
+    private async Task<bool> ReadExtentsIntoAsync(long firstBlock, int count, Lsn minLsn, byte[] result, long resultFirstBlock)
     {
         var bs = BlockSizeBytes;
         var blocksPerExtent = _placement!.BlocksPerExtent;
@@ -20,23 +21,26 @@ public sealed partial class VolumeControllerGrain
         while (block < end)
         {
             var pieceCount = (int)(Math.Min(end, ((block / blocksPerExtent) + 1) * blocksPerExtent) - block);
+            var started = Stopwatch.GetTimestamp();
             var reply = await ReadReplicaAsync(block, pieceCount, minLsn);
+            cache.Counters.ExtentLatency.RecordSince(started);
             if (reply is null)
             {
                 return false;
             }
 
+            CountExtentRead(reply, pieceCount);
+
             var offset = (int)((block - resultFirstBlock) * bs);
             reply.Data.AsSpan(0, pieceCount * bs).CopyTo(result.AsSpan(offset));
-            if (fillCacheWhenClean)
+            for (var i = 0; i < pieceCount; i++)
             {
-                for (var i = 0; i < pieceCount; i++)
+                // Cached only if no write newer than the extent's version completed while this read was out (that
+                // write has its own dirty entry and cached copy); a dirty entry at most that old is superseded by it.
+                var extentBlock = reply.Blocks[i];
+                if (extentBlock.State == ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var dirty) || dirty.Lsn <= extentBlock.Lsn))
                 {
-                    // A write that completed while this read was out has a dirty entry and its own cached copy.
-                    if (reply.Blocks[i].State == ExtentBlock.Data && !_dirty.ContainsKey(block + i))
-                    {
-                        cache.Put(VolumeId, block + i, reply.Blocks[i].Lsn, reply.Data.AsSpan(i * bs, bs));
-                    }
+                    cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
                 }
             }
 
@@ -44,6 +48,23 @@ public sealed partial class VolumeControllerGrain
         }
 
         return true;
+    }
+
+    private void CountExtentRead(ExtentReadReply reply, int count)
+    {
+        var counters = cache.Counters;
+        Interlocked.Add(ref counters.ExtentReadCount, count);
+        Interlocked.Add(ref counters.ExtentReadByteCount, (long)count * BlockSizeBytes);
+        var zeros = 0;
+        for (var i = 0; i < count; i++)
+        {
+            zeros += reply.Blocks[i].State == ExtentBlock.Data ? 0 : 1;
+        }
+
+        if (zeros > 0)
+        {
+            Interlocked.Add(ref counters.ZeroReadCount, zeros);
+        }
     }
 
     private async Task<ExtentReadReply?> ReadReplicaAsync(long block, int count, Lsn minLsn)

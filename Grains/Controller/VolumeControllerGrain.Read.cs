@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Diagnostics;
 using Converge.DataPath;
 using Converge.Log;
 
@@ -52,34 +54,69 @@ public sealed partial class VolumeControllerGrain
     }
 
     /// <summary>
-    /// Reads whole blocks. A block with a dirty entry is read from the node's cache when its LSN matches, else from a
-    /// mirror of the segment holding that version (one call per run from the same record), and from the extent replicas
-    /// once the log answers Gone (destaged), accepting only extent blocks at least that new. A block with no dirty entry
-    /// was destaged or never written: it comes from the cache or the extent replicas (which answer zeros for holes).
+    /// Reads whole blocks, each from the first tier that can prove it current: this node's cache (RAM, then flash), the
+    /// previous holder's cache (see <see cref="ReadFromPeerAsync"/>), then storage. A block with a dirty entry is read
+    /// from the cache when its LSN matches, else from a mirror of the segment holding that version (one call per run
+    /// from the same record), and from the extent replicas once the log answers Gone (destaged), accepting only extent
+    /// blocks at least that new. A block with no dirty entry was destaged or never written: it comes from a cache or the
+    /// extent replicas (which answer zeros for holes).
     /// </summary>
     private async Task<(IoStatus Status, byte[] Data)> ReadBlocksAsync(long firstBlock, int count)
     {
         var bs = BlockSizeBytes;
         var result = new byte[count * bs];
+        var missing = ArrayPool<bool>.Shared.Rent(count);
+        try
+        {
+            var missingCount = 0;
+            for (var i = 0; i < count; i++)
+            {
+                var block = firstBlock + i;
+                _dirty.TryGetValue(block, out var dirty);
+                var target = result.AsSpan(i * bs, bs);
+                var hit = dirty.Segment is null
+                    ? cache.TryRead(VolumeId, block, target, out _)
+                    : !dirty.Zero && cache.TryRead(VolumeId, block, dirty.Lsn, target);
+                missing[i] = !hit;
+                missingCount += hit ? 0 : 1;
+            }
+
+            if (missingCount > 0 && _peer is not null)
+            {
+                await ReadFromPeerAsync(firstBlock, count, missing, result);
+            }
+
+            var status = missingCount == 0 ? IoStatus.Ok : await ReadFromStorageAsync(firstBlock, count, missing, result);
+            return (status, status == IoStatus.Ok ? result : []);
+        }
+        finally
+        {
+            ArrayPool<bool>.Shared.Return(missing);
+        }
+    }
+
+    /// <summary>Fills the blocks still marked missing from the log mirrors or the extent replicas.</summary>
+    private async Task<IoStatus> ReadFromStorageAsync(long firstBlock, int count, bool[] missing, byte[] result)
+    {
+        var bs = BlockSizeBytes;
+        var counters = cache.Counters;
         var block = firstBlock;
         var end = firstBlock + count;
         while (block < end)
         {
-            var target = result.AsMemory((int)((block - firstBlock) * bs), bs);
-            _dirty.TryGetValue(block, out var dirty);
-            var isDirty = dirty.Segment is not null;
-            if (isDirty ? cache.TryRead(VolumeId, block, dirty.Lsn, target.Span) : cache.TryRead(VolumeId, block, target.Span, out _))
+            if (!missing[block - firstBlock])
             {
                 block++;
                 continue;
             }
 
-            if (!isDirty)
+            _dirty.TryGetValue(block, out var dirty);
+            if (dirty.Segment is null)
             {
-                var cleanEnd = CleanRunEnd(block, end);
-                if (!await ReadExtentsIntoAsync(block, (int)(cleanEnd - block), default, result, firstBlock, fillCacheWhenClean: true))
+                var cleanEnd = CleanRunEnd(block, end, missing, firstBlock);
+                if (!await ReadExtentsIntoAsync(block, (int)(cleanEnd - block), default, result, firstBlock))
                 {
-                    return (IoStatus.IoError, []);
+                    return IoStatus.IoError;
                 }
 
                 block = cleanEnd;
@@ -88,13 +125,13 @@ public sealed partial class VolumeControllerGrain
 
             // A run of following blocks written by the same record is fetched in one call.
             var runEnd = block + 1;
-            while (runEnd < end && _dirty.TryGetValue(runEnd, out var next) && next.Lsn == dirty.Lsn)
+            while (runEnd < end && missing[runEnd - firstBlock] && _dirty.TryGetValue(runEnd, out var next) && next.Lsn == dirty.Lsn)
             {
                 runEnd++;
             }
 
             var runBlocks = (int)(runEnd - block);
-            if (dirty.Recovered && await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock, fillCacheWhenClean: false))
+            if (dirty.Recovered && await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock))
             {
                 // Rebuilt at attach from a segment that may have been overtaken by a newer, already destaged one: the
                 // extents hold this version or a newer one, so the entry has nothing left to say.
@@ -106,18 +143,21 @@ public sealed partial class VolumeControllerGrain
             if (dirty.Zero)
             {
                 result.AsSpan((int)((block - firstBlock) * bs), runBlocks * bs).Clear();
+                Interlocked.Add(ref counters.ZeroReadCount, runBlocks);
                 block = runEnd;
                 continue;
             }
 
             var runLength = runBlocks * bs;
+            var started = Stopwatch.GetTimestamp();
             var reply = await ReadFromMirrorsAsync(dirty, (ulong)(block * bs), runLength);
+            counters.LogLatency.RecordSince(started);
             if (reply.Status == MirrorStatus.Gone)
             {
                 // Destaged and reclaimed on both mirrors: the extents hold this version (or a newer one).
-                if (!await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock, fillCacheWhenClean: false))
+                if (!await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock))
                 {
-                    return (IoStatus.IoError, []);
+                    return IoStatus.IoError;
                 }
 
                 ForgetDirty(block, runEnd, dirty.Lsn);
@@ -127,9 +167,11 @@ public sealed partial class VolumeControllerGrain
 
             if (reply.Status != MirrorStatus.Ok)
             {
-                return (IoStatus.IoError, []);
+                return IoStatus.IoError;
             }
 
+            Interlocked.Add(ref counters.LogReadCount, runBlocks);
+            Interlocked.Add(ref counters.LogReadByteCount, runLength);
             reply.Data!.CopyTo(result.AsMemory((int)((block - firstBlock) * bs), runLength));
             for (var b = block; b < runEnd; b++)
             {
@@ -139,15 +181,15 @@ public sealed partial class VolumeControllerGrain
             block = runEnd;
         }
 
-        return (IoStatus.Ok, result);
+        return IoStatus.Ok;
     }
 
-    /// <summary>The end of a run of blocks with no dirty entry, within one extent (read from the extents in one call).</summary>
-    private long CleanRunEnd(long block, long end)
+    /// <summary>The end of a run of missing blocks with no dirty entry, within one extent (read from the extents in one call).</summary>
+    private long CleanRunEnd(long block, long end, bool[] missing, long firstBlock)
     {
         var extentEnd = ((block / _placement!.BlocksPerExtent) + 1) * _placement.BlocksPerExtent;
         var runEnd = block + 1;
-        while (runEnd < end && runEnd < extentEnd && !_dirty.ContainsKey(runEnd))
+        while (runEnd < end && runEnd < extentEnd && missing[runEnd - firstBlock] && !_dirty.ContainsKey(runEnd))
         {
             runEnd++;
         }

@@ -20,6 +20,8 @@ public sealed partial class VolumeControllerGrain
             return IoStatus.OutOfRange;
         }
 
+        MarkWritten(offsetBytes, data.Length);
+
         if (data.Length <= MaxRecordPayloadBytes - (2 * BlockSizeBytes))
         {
             return await WriteRecordAsync(offsetBytes, data);
@@ -127,6 +129,8 @@ public sealed partial class VolumeControllerGrain
         {
             return IoStatus.OutOfRange;
         }
+
+        MarkWritten(offsetBytes, lengthBytes);
 
         var bs = BlockSizeBytes;
         var end = offsetBytes + lengthBytes;

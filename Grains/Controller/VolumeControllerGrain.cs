@@ -125,6 +125,8 @@ public sealed partial class VolumeControllerGrain(
             cache.DropVolume(VolumeId);
         }
 
+        ResetPeer(previousHolder);
+
         try
         {
             await RecoverSegmentsAsync();
