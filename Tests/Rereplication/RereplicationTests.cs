@@ -19,13 +19,15 @@ public sealed class RereplicationTests(ITestOutputHelper output)
 {
     private const int BlockSizeBytes = 4096;
     private const int MiB = 1024 * 1024;
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan BaseTimeout = TimeSpan.FromSeconds(90);
+    private TimeSpan _timeout = BaseTimeout;
 
     [Fact]
     public async Task RemovedNode_GroupsRegainTwoReplicas_SegmentsArePruned_DataSurvivesASecondLoss_AndTheNodeStaysFenced()
     {
         // CONVERGE_REREP_MIB sizes the volume's written data (BENCHMARKS.md uses 256 for the throughput figure).
         var writtenMiB = int.TryParse(Environment.GetEnvironmentVariable("CONVERGE_REREP_MIB"), out var m) && m >= 8 ? m : 48;
+        _timeout = BaseTimeout + TimeSpan.FromSeconds(writtenMiB);
         await using var cluster = await TestCluster.StartAsync(output, compute: 1, storage: 4);
         await using var client = await cluster.ConnectAsync();
         var grains = client.Cluster;
@@ -59,7 +61,7 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         Assert.True(removal.Ok, removal.Message);
         var clock = Stopwatch.StartNew();
         RereplicationStatus status = null!;
-        await TestCluster.WaitUntilAsync(async () => !(status = await roster.GetStatusAsync()).Running, Timeout, "re-replication to finish");
+        await TestCluster.WaitUntilAsync(async () => !(status = await roster.GetStatusAsync()).Running, _timeout, "re-replication to finish");
         output.WriteLine($"re-replication: {status.GroupsCopied}/{status.GroupsToCopy} groups, {status.BytesCopied / 1e6:F1} MB in {status.ElapsedMs:F0} ms " +
             $"= {status.MegabytesPerSecond:F1} MB/s (waited {clock.Elapsed.TotalSeconds:F1} s), {status.GroupsFailed} failed: {status.LastError}");
         Assert.Equal(0, status.GroupsFailed);
@@ -96,7 +98,7 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         await cluster.Local.StartNodeAsync(victim, CancellationToken.None);
         await TestCluster.WaitUntilAsync(async () =>
             (await grains.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(victim, volumeId, moved[0])).ReadBlocksAsync(BlockSizeBytes, moved[0] * 1024L, 1)).Status
-                == ExtentStatus.Faulted, Timeout, $"{victim}'s stale replica of group {moved[0]} to refuse reads after its restart");
+                == ExtentStatus.Faulted, _timeout, $"{victim}'s stale replica of group {moved[0]} to refuse reads after its restart");
         Assert.True(await grains.GetGrain<ILogSegmentGrain>(victim + "/" + open.SegmentId.ToString("N")).IsDestagedAsync());
         var reread = await grains.GetGrain<IVolumePlacementGrain>(volumeId).GetAsync();
         Assert.DoesNotContain(reread!.Groups, r => r.Holds(victim));
@@ -118,8 +120,8 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         }
     }
 
-    private static Task WaitSealedPrunedAsync(IClusterClient grains, string name, string what) =>
-        TestCluster.WaitUntilAsync(async () => (await grains.GetGrain<IVolumeGrain>(name).GetSegmentsAsync()).All(s => !s.Sealed), Timeout, what);
+    private Task WaitSealedPrunedAsync(IClusterClient grains, string name, string what) =>
+        TestCluster.WaitUntilAsync(async () => (await grains.GetGrain<IVolumeGrain>(name).GetSegmentsAsync()).All(s => !s.Sealed), _timeout, what);
 
     private async Task AssertReplicasHoldAsync(IClusterClient grains, PlacementMap map, byte[] model)
     {
