@@ -80,9 +80,8 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         }
 
         // The segment mirrored on the removed node is destaged from its survivor and leaves the catalogue.
-        await WaitSealedPrunedAsync(grains, "rerep", "segments mirrored on the removed node to be destaged and pruned");
-        var segments = await grains.GetGrain<IVolumeGrain>("rerep").GetSegmentsAsync();
-        Assert.DoesNotContain(segments, s => s.SegmentId == open.SegmentId);
+        await TestCluster.WaitUntilAsync(async () => (await grains.GetGrain<IVolumeGrain>("rerep").GetSegmentsAsync()).All(s => !s.Sealed && s.SegmentId != open.SegmentId),
+            _timeout, $"segment {open.SegmentId}, mirrored on the removed node, to be sealed, destaged from its survivor and pruned");
 
         // Both replicas of every group hold the model, read directly from the replica grains.
         await AssertReplicasHoldAsync(grains, after, model);
@@ -97,8 +96,18 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         // The removed node comes back: fenced, named by no map, its replicas and segments refuse to serve.
         await cluster.Local.StartNodeAsync(victim, CancellationToken.None);
         await TestCluster.WaitUntilAsync(async () =>
-            (await grains.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(victim, volumeId, moved[0])).ReadBlocksAsync(BlockSizeBytes, moved[0] * 1024L, 1)).Status
-                == ExtentStatus.Faulted, _timeout, $"{victim}'s stale replica of group {moved[0]} to refuse reads after its restart");
+        {
+            try
+            {
+                var stale = grains.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(victim, volumeId, moved[0]));
+                return (await stale.ReadBlocksAsync(BlockSizeBytes, moved[0] * 1024L, 1)).Status == ExtentStatus.Faulted;
+            }
+            catch (Exception e) when (e is Orleans.Runtime.OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
+            {
+                // This client's membership view has not seen the node rejoin yet.
+                return false;
+            }
+        }, _timeout, $"{victim}'s stale replica of group {moved[0]} to refuse reads after its restart");
         Assert.True(await grains.GetGrain<ILogSegmentGrain>(victim + "/" + open.SegmentId.ToString("N")).IsDestagedAsync());
         var reread = await grains.GetGrain<IVolumePlacementGrain>(volumeId).GetAsync();
         Assert.DoesNotContain(reread!.Groups, r => r.Holds(victim));
