@@ -74,6 +74,7 @@ internal static class ClusterCommands
                 cli.Output.WriteLine($"{n.Name,-12} {n.Role,-8} {process,-16} {status.Membership,-12} {n.SiloPort,6} {n.GatewayPort,8} {n.HttpPort,6} {nbd,6}");
             }
 
+            await PrintPlacementHealthAsync(cli, cluster, ct);
             return ConvergeCli.ExitOk;
         });
         return command;
@@ -128,6 +129,26 @@ internal static class ClusterCommands
             return ConvergeCli.ExitOk;
         });
         return command;
+    }
+
+    /// <summary>One line on placement groups (degraded, re-replication progress); skipped when the cluster does not answer.</summary>
+    private static async Task PrintPlacementHealthAsync(CliContext cli, LocalCluster cluster, CancellationToken ct)
+    {
+        try
+        {
+            await using var client = await cluster.ConnectAsync(TimeSpan.FromSeconds(5), ct);
+            var status = await client.Cluster.GetGrain<Converge.Storage.IStorageRosterGrain>(0).GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(10), ct);
+            var removed = status.RemovedNodes.Length == 0 ? "none" : string.Join(", ", status.RemovedNodes);
+            cli.Output.WriteLine($"placement groups: {status.DegradedGroups} degraded, {status.LostGroups} lost; removed nodes: {removed}");
+            if (status.Running || status.GroupsToCopy > 0)
+            {
+                cli.Output.WriteLine(NodeCommands.Progress(status));
+            }
+        }
+        catch (Exception e) when (e is ClusterUnreachableException or Orleans.Runtime.OrleansException or TimeoutException or InvalidOperationException)
+        {
+            cli.Output.WriteLine($"placement groups: unknown ({e.Message})");
+        }
     }
 
     private static Option<int> CountOption(string name, string description, int? defaultValue)

@@ -32,6 +32,7 @@ public static partial class ConvergeCli
         root.Subcommands.Add(ClusterCommands.Start(context));
         root.Subcommands.Add(ClusterCommands.Scale(context));
         root.Subcommands.Add(VolumeCommands.Build(context));
+        root.Subcommands.Add(NodeCommands.Build(context));
         root.Subcommands.Add(BenchCommand.Build(context));
         root.Subcommands.Add(StatsCommands.Stats(context));
         root.Subcommands.Add(StatsCommands.Cache(context));

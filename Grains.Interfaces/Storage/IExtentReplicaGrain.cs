@@ -41,6 +41,24 @@ public sealed record ExtentApplyReply(
     [property: Id(2)] int BlocksSkipped,
     [property: Id(3)] string Message);
 
+/// <summary>A piece of the export stream (docs/extent-format.md) covering a block range of one extent.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.Storage.ExtentExportReply")]
+public sealed record ExtentExportReply(
+    [property: Id(0)] ExtentStatus Status,
+    [property: Id(1)] byte[]? Stream,
+    [property: Id(2)] int CorruptBlocksOmitted,
+    [property: Id(3)] string Message);
+
+/// <summary>Outcome of copying one extent into this replica: durable when Ok.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.Storage.ExtentCopyReply")]
+public sealed record ExtentCopyReply(
+    [property: Id(0)] ExtentStatus Status,
+    [property: Id(1)] int BlocksApplied,
+    [property: Id(2)] int BlocksSkipped,
+    [property: Id(3)] int CorruptBlocksOmitted,
+    [property: Id(4)] long BytesTransferred,
+    [property: Id(5)] string Message);
+
 /// <summary>
 /// One replica of one placement group of one volume, keyed <c>storage-N/&lt;volumeId:N&gt;/&lt;group&gt;</c> and pinned
 /// to that node. The block size travels with every call so the store can be opened lazily without a lookup.
@@ -59,6 +77,21 @@ public interface IExtentReplicaGrain : IGrainWithStringKey
     /// <summary>Allocated (data) blocks in a range of one extent, from metadata only: runs of (first block, count, state).</summary>
     [Alias("Allocation"), ResponseTimeout("00:00:05")]
     Task<(long FirstBlockIndex, int BlockCount, byte State)[]> GetAllocationAsync(int blockSizeBytes, long blockIndex, int count);
+
+    /// <summary>The extents this replica has files for (ascending).</summary>
+    [Alias("ListExtents"), ResponseTimeout("00:00:30")]
+    Task<long[]> ListExtentsAsync(int blockSizeBytes);
+
+    /// <summary>Exports blocks [firstBlock, firstBlock + blockCount) of one extent (block numbers within the extent), checksummed.</summary>
+    [Alias("Export"), ResponseTimeout("00:00:30")]
+    Task<ExtentExportReply> ExportAsync(int blockSizeBytes, long extentIndex, int firstBlock, int blockCount);
+
+    /// <summary>
+    /// Copies one extent from the same group's replica on <paramref name="sourceNode"/> into this one, a range at a
+    /// time (bounded memory), every record checked against its CRC and applied by LSN; Ok once durable here.
+    /// </summary>
+    [Alias("CopyFrom"), ResponseTimeout("00:02:00")]
+    Task<ExtentCopyReply> CopyExtentFromAsync(int blockSizeBytes, string sourceNode, long extentIndex);
 
     /// <summary>Deletes this replica's files (the volume is gone).</summary>
     [Alias("Delete"), ResponseTimeout("00:00:30")]

@@ -38,5 +38,9 @@ public interface IStorageNodeGrain : IGrainWithStringKey
     [Alias("GetLogStats"), ResponseTimeout("00:00:05")]
     Task<NodeLogStats> GetLogStatsAsync();
 
+    /// <summary>This node was removed from the cluster for good: it stops serving its extents and log segments.</summary>
+    [Alias("FenceRemoved"), ResponseTimeout("00:00:05")]
+    Task FenceRemovedAsync();
+
     public static string Key(string node) => node + "/" + KeySuffix;
 }

@@ -69,10 +69,34 @@ public sealed partial class VolumeControllerGrain
 
     private async Task<ExtentReadReply?> ReadReplicaAsync(long block, int count, Lsn minLsn)
     {
-        var group = _placement!.GroupOfBlock(block);
-        var replicas = _placement.Groups[group];
-        foreach (var node in new[] { replicas.NodeA, replicas.NodeB })
+        var placement = _placement!;
+        if (await ReadReplicaAsync(placement, block, count, minLsn) is { } reply)
         {
+            return reply;
+        }
+
+        // Neither replica answered: the group may have moved (re-replication) since this map was fetched.
+        if (await RefreshPlacementAsync() is { } fresh && !fresh.Groups[fresh.GroupOfBlock(block)].Equals(placement.Groups[placement.GroupOfBlock(block)]))
+        {
+            return await ReadReplicaAsync(fresh, block, count, minLsn);
+        }
+
+        return null;
+    }
+
+    private async Task<ExtentReadReply?> ReadReplicaAsync(PlacementMap placement, long block, int count, Lsn minLsn)
+    {
+        var group = placement.GroupOfBlock(block);
+        var replicas = placement.Groups[group];
+        for (var i = 0; i < 2; i++)
+        {
+            // A filling replica is still being copied: only the survivor (NodeA) has every block.
+            var node = i == 0 ? replicas.NodeA : replicas.NodeB;
+            if ((i == 1 && replicas.Filling) || _removedNodes.Contains(node))
+            {
+                continue;
+            }
+
             ExtentReadReply reply;
             try
             {
@@ -91,6 +115,27 @@ public sealed partial class VolumeControllerGrain
         }
 
         return null;
+    }
+
+    /// <summary>Fetches the volume's placement map and the removed nodes again (both change only on re-replication).</summary>
+    private async Task<PlacementMap?> RefreshPlacementAsync()
+    {
+        try
+        {
+            var removed = await GrainFactory.GetGrain<IStorageRosterGrain>(0).GetRemovedNodesAsync();
+            _removedNodes = new HashSet<string>(removed, StringComparer.Ordinal);
+            if (await GrainFactory.GetGrain<IVolumePlacementGrain>(VolumeId).GetAsync() is { } map)
+            {
+                _placement = map;
+            }
+
+            _placementRefreshedTicks = System.Diagnostics.Stopwatch.GetTimestamp();
+            return _placement;
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            return null;
+        }
     }
 
     private static bool Acceptable(ExtentReadReply reply, int count, Lsn minLsn)

@@ -16,6 +16,7 @@ public sealed partial class VolumeControllerGrain
     private const int MaxDestageChecksPerTick = 16;
     private static readonly TimeSpan IdleSealAfter = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan PlacementRefreshPeriod = TimeSpan.FromSeconds(2);
 
     /// <summary>Sealed segments of this volume not yet known destaged on both mirrors.</summary>
     private readonly List<SegmentRecord> _sealedSegments = [];
@@ -88,6 +89,11 @@ public sealed partial class VolumeControllerGrain
                 SealAndMoveOn(open, "idle");
             }
 
+            if (Stopwatch.GetElapsedTime(_placementRefreshedTicks) >= PlacementRefreshPeriod)
+            {
+                await RefreshPlacementAsync();
+            }
+
             await PruneDestagedAsync();
         }
         catch (Exception e) when (e is OrleansException or TimeoutException)
@@ -101,7 +107,8 @@ public sealed partial class VolumeControllerGrain
     }
 
     /// <summary>
-    /// Asks both mirrors of a few sealed segments whether they are destaged; those destaged on both leave the catalogue,
+    /// Asks both mirrors of a few sealed segments whether they are destaged (a mirror on a removed node counts as
+    /// destaged, never as one to wait for); those destaged on both leave the catalogue,
     /// and their dirty entries go, so the blocks are read from the extents (every replica applied them durably).
     /// </summary>
     private async Task PruneDestagedAsync()
@@ -158,6 +165,12 @@ public sealed partial class VolumeControllerGrain
 
     private async Task<bool> IsDestagedOnAsync(string node, Guid segmentId)
     {
+        if (_removedNodes.Contains(node))
+        {
+            // A removed node's copy no longer counts: the other mirror destages the segment on its own.
+            return true;
+        }
+
         try
         {
             return await Mirror(node, segmentId).IsDestagedAsync();

@@ -40,6 +40,13 @@ public sealed partial class VolumeControllerGrain
             var goneCount = 0;
             foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
             {
+                if (_removedNodes.Contains(node))
+                {
+                    // Its copy is not served any more; the other mirror holds every acknowledged record.
+                    goneCount++;
+                    continue;
+                }
+
                 (MirrorStatus Status, SegmentEntry[] Entries) entries;
                 try
                 {
@@ -97,10 +104,10 @@ public sealed partial class VolumeControllerGrain
     private async Task<SegmentRecord> NewSegmentAsync(IReadOnlyCollection<string> exclude)
     {
         var live = await clusterView.WaitForActiveNodesAsync(NodeRoles.Storage, 2, TimeSpan.FromSeconds(5));
-        var candidates = live.Where(n => !exclude.Contains(n)).ToList();
+        var candidates = live.Where(n => !exclude.Contains(n) && !_removedNodes.Contains(n)).ToList();
         if (candidates.Count < 2)
         {
-            candidates = live.ToList();
+            candidates = live.Where(n => !_removedNodes.Contains(n)).ToList();
         }
 
         if (candidates.Count < 2)

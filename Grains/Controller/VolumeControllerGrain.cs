@@ -48,6 +48,8 @@ public sealed partial class VolumeControllerGrain(
     private IGrainTimer? _leaseTimer;
     private Task _rotation = Task.CompletedTask;
     private Converge.Storage.PlacementMap? _placement;
+    private HashSet<string> _removedNodes = [];
+    private long _placementRefreshedTicks;
 
     private Guid VolumeId => _attachment?.Volume.VolumeId ?? throw new DataPathException($"volume '{_name}' was detached from {localNode.Name}");
 
@@ -129,6 +131,8 @@ public sealed partial class VolumeControllerGrain(
 
         try
         {
+            _removedNodes = new HashSet<string>(await GrainFactory.GetGrain<Converge.Storage.IStorageRosterGrain>(0).GetRemovedNodesAsync(), StringComparer.Ordinal);
+            _placementRefreshedTicks = Stopwatch.GetTimestamp();
             await RecoverSegmentsAsync();
             _placement = await GrainFactory.GetGrain<Converge.Storage.IVolumePlacementGrain>(VolumeId).GetOrAssignAsync(BlockSizeBytes);
             _segment = await NewSegmentAsync(exclude: []);

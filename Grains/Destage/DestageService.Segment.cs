@@ -31,7 +31,50 @@ public sealed partial class DestageService
             return 0;
         }
 
-        var batch = new Batch(map);
+        // The map may change while the segment is applied (a group moving off a removed node). Marking destaged is
+        // safe only when every current replica of every touched group received the applies: otherwise apply again
+        // under the new map (LSN-idempotent, so replicas that already have it skip it). See docs/destage.md.
+        for (var attempt = 0; attempt < MaxMapAttempts; attempt++)
+        {
+            var (payloadBytes, touched) = await ApplySegmentAsync(info, map, cancellationToken);
+            var current = await grains.GetGrain<IVolumePlacementGrain>(info.VolumeId).GetAsync()
+                ?? throw new DestageDeferredException($"volume {info.VolumeId:D} lost its placement");
+            if (!current.Deleted && !SameReplicas(map, current, touched))
+            {
+                map = current;
+                continue;
+            }
+
+            var status = log.MarkDestaged(segmentId);
+            Debug.Assert(status == Grains.Log.MarkDestagedStatus.Ok, "a sealed segment known to the log must accept MarkDestaged");
+            LogDestaged(localNode.Name, segmentId, info.VolumeId, info.Records.Count, payloadBytes, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return payloadBytes;
+        }
+
+        throw new DestageDeferredException($"the placement of volume {info.VolumeId:D} kept changing while segment {segmentId} was destaged");
+    }
+
+    private const int MaxMapAttempts = 3;
+
+    private static bool SameReplicas(PlacementMap applied, PlacementMap current, bool[] touched)
+    {
+        for (var g = 0; g < touched.Length; g++)
+        {
+            if (touched[g] && !applied.Groups[g].SameNodes(current.Groups[g]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Applies every record of the segment under <paramref name="map"/>; returns the data bytes and the groups touched.</summary>
+    private async Task<(long PayloadBytes, bool[] Touched)> ApplySegmentAsync(Grains.Log.SegmentInfo info, PlacementMap map, CancellationToken cancellationToken)
+    {
+        var log = nodeLog.Log;
+        var touched = new bool[map.GroupCount];
+        var batch = new Batch(map, touched);
         long payloadBytes = 0;
         try
         {
@@ -80,10 +123,7 @@ public sealed partial class DestageService
             batch.ReturnBuffers();
         }
 
-        var status = log.MarkDestaged(segmentId);
-        Debug.Assert(status == Grains.Log.MarkDestagedStatus.Ok, "a sealed segment known to the log must accept MarkDestaged");
-        LogDestaged(localNode.Name, segmentId, info.VolumeId, info.Records.Count, payloadBytes, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        return payloadBytes;
+        return (payloadBytes, touched);
     }
 
     /// <summary>Applies every group's writes to both of its replicas at once; returns when all are durable, else throws.</summary>
@@ -136,7 +176,7 @@ public sealed partial class DestageService
     }
 
     /// <summary>Extent writes grouped by placement group, and the pooled record buffers their payloads point into.</summary>
-    private sealed class Batch(PlacementMap map)
+    private sealed class Batch(PlacementMap map, bool[] touched)
     {
         private readonly List<byte[]> _buffers = [];
 
@@ -164,6 +204,7 @@ public sealed partial class DestageService
             }
 
             list.Add(write);
+            touched[group] = true;
             WriteCount++;
             PayloadBytes += write.Payload.Length;
         }

@@ -19,6 +19,7 @@ public sealed partial class DestageService(
     LocalNode localNode,
     IGrainFactory grains,
     DestageSignal signal,
+    Rereplication.NodeFence fence,
     ILogger<DestageService> logger) : BackgroundService
 {
     /// <summary>Segments destaged at once; each holds at most <see cref="MaxBatchPayloadBytes"/> of record buffers.</summary>
@@ -84,6 +85,12 @@ public sealed partial class DestageService(
         var log = nodeLog.Log;
         var now = Stopwatch.GetTimestamp();
         var due = new List<Guid>();
+        if (fence.IsRemoved)
+        {
+            // A removed node's segments were destaged (or are being) from their other mirrors.
+            return due;
+        }
+
         foreach (var id in log.GetSegmentIds())
         {
             var info = log.GetSegment(id);
@@ -161,6 +168,8 @@ public static class DestageRegistration
     public static IServiceCollection AddDestage(this IServiceCollection services)
     {
         services.AddSingleton<DestageSignal>();
+        services.AddSingleton<Rereplication.NodeFence>();
+        services.AddHostedService<Rereplication.NodeFenceService>();
         services.AddSingleton<Extents.ExtentStoreRegistry>(sp => new Extents.ExtentStoreRegistry(
             sp.GetRequiredService<LocalNode>(), sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<DestageService>();

@@ -7,8 +7,14 @@ namespace Converge.Grains.Destage;
 
 /// <summary>The storage node's own status: log chunks, NVRAM use, segments by state and destage progress.</summary>
 [NodePinnedPlacement, Orleans.Concurrency.Reentrant]
-public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService destage, LocalNode node) : Grain, IStorageNodeGrain
+public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService destage, LocalNode node, Rereplication.NodeFence fence) : Grain, IStorageNodeGrain
 {
+    public Task FenceRemovedAsync()
+    {
+        fence.Fence();
+        return Task.CompletedTask;
+    }
+
     public Task<StorageNodeStatus> GetStatusAsync()
     {
         var log = nodeLog.Log;

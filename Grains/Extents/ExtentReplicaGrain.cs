@@ -12,7 +12,8 @@ namespace Converge.Grains.Extents;
 /// <see cref="ExtentStoreRegistry"/>, which serializes applies and lets reads run beside them, so the grain is reentrant.
 /// </summary>
 [NodePinnedPlacement, Reentrant]
-public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, ILogger<ExtentReplicaGrain> logger) : Grain, IExtentReplicaGrain
+public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, Rereplication.NodeFence fence, ILogger<ExtentReplicaGrain> logger)
+    : Grain, IExtentReplicaGrain
 {
     /// <summary>The most blocks one read returns (one extent at the default 4 MiB / 4 KiB).</summary>
     private const int MaxReadBlocks = 1024;
@@ -34,6 +35,11 @@ public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, ILogg
 
     public async Task<ExtentApplyReply> ApplyDurableAsync(int blockSizeBytes, ExtentWrite[] writes)
     {
+        if (fence.IsRemoved)
+        {
+            return new ExtentApplyReply(ExtentStatus.Faulted, 0, 0, Rereplication.NodeFence.RemovedMessage);
+        }
+
         try
         {
             using var lease = stores.Acquire(_volumeId, _group, blockSizeBytes);
@@ -56,6 +62,11 @@ public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, ILogg
         if (count is < 1 or > MaxReadBlocks)
         {
             return Task.FromResult(new ExtentReadReply(ExtentStatus.Invalid, null, [], $"a read covers 1..{MaxReadBlocks} blocks, not {count}"));
+        }
+
+        if (fence.IsRemoved)
+        {
+            return Task.FromResult(new ExtentReadReply(ExtentStatus.Faulted, null, [], Rereplication.NodeFence.RemovedMessage));
         }
 
         var results = ArrayPool<BlockReadResult>.Shared.Rent(count);
@@ -89,6 +100,11 @@ public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, ILogg
 
     public Task<(long FirstBlockIndex, int BlockCount, byte State)[]> GetAllocationAsync(int blockSizeBytes, long blockIndex, int count)
     {
+        if (fence.IsRemoved)
+        {
+            throw new InvalidOperationException(Rereplication.NodeFence.RemovedMessage);
+        }
+
         using var lease = stores.Acquire(_volumeId, _group, blockSizeBytes);
         var runs = lease.Store.GetAllocation(blockIndex, count);
         var reply = new (long, int, byte)[runs.Count];

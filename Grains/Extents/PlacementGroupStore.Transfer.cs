@@ -22,17 +22,29 @@ public sealed partial class PlacementGroupStore
     private const int TransferChunkBlocks = 64;
 
     /// <summary>Streams one extent to <paramref name="destination"/>; returns blocks sent and blocks skipped as corrupt here.</summary>
-    public async Task<TransferResult> ExportExtentAsync(long extentIndex, Stream destination, CancellationToken cancellationToken = default)
+    public Task<TransferResult> ExportExtentAsync(long extentIndex, Stream destination, CancellationToken cancellationToken = default) =>
+        ExportExtentAsync(extentIndex, destination, 0, _blocksPerExtent, cancellationToken);
+
+    /// <summary>
+    /// Streams blocks [<paramref name="firstBlock"/>, +<paramref name="blockCount"/>) of one extent (numbered within it) as
+    /// a complete export stream, so an extent can be copied a range at a time with bounded memory.
+    /// </summary>
+    public async Task<TransferResult> ExportExtentAsync(long extentIndex, Stream destination, int firstBlock, int blockCount, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(destination);
         ValidateExtent(extentIndex);
+        if (firstBlock < 0 || blockCount < 1 || firstBlock > _blocksPerExtent - blockCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(blockCount), $"blocks {firstBlock}+{blockCount} are not within an extent of {_blocksPerExtent} blocks");
+        }
+
         var header = new byte[ExportHeaderSizeBytes];
         WriteExportHeader(header, extentIndex);
         await destination.WriteAsync(header, cancellationToken).ConfigureAwait(false);
 
         var sent = 0;
         var corrupt = 0;
-        await ForEachChunkAsync(extentIndex, async (chunk, results, firstBlock, blocks) =>
+        await ForEachChunkAsync(extentIndex, firstBlock, blockCount, async (chunk, results, chunkFirstBlock, blocks) =>
         {
             var record = ArrayPool<byte>.Shared.Rent(ExportRecordHeaderSizeBytes);
             try
@@ -52,7 +64,7 @@ public sealed partial class PlacementGroupStore
                     }
 
                     var payload = state == BlockState.Data ? chunk.AsMemory(b * _blockSizeBytes, _blockSizeBytes) : ReadOnlyMemory<byte>.Empty;
-                    WriteRecordHeader(record, state == BlockState.Data ? ExportRecordData : ExportRecordZero, firstBlock + b, results[b].Lsn,
+                    WriteRecordHeader(record, state == BlockState.Data ? ExportRecordData : ExportRecordZero, chunkFirstBlock + b, results[b].Lsn,
                         payload.IsEmpty ? 0 : Crc32C.Compute(payload.Span));
                     await destination.WriteAsync(record.AsMemory(0, ExportRecordHeaderSizeBytes), cancellationToken).ConfigureAwait(false);
                     if (!payload.IsEmpty)
@@ -177,6 +189,23 @@ public sealed partial class PlacementGroupStore
         return new TransferResult(applied, skipped, 0);
     }
 
+    /// <summary>The extents of this group that have metadata files here, ascending.</summary>
+    public List<long> ListExtents()
+    {
+        ThrowIfDisposed();
+        var extents = new List<long>();
+        foreach (var path in _fileSystem.List(Directory, "*.meta"))
+        {
+            if (TryParseExtentIndex(Path.GetFileName(path), out var extentIndex) && extentIndex % _options.GroupCount == GroupIndex)
+            {
+                extents.Add(extentIndex);
+            }
+        }
+
+        extents.Sort();
+        return extents;
+    }
+
     private bool IsMetadataLost(long extentIndex)
     {
         lock (_gate)
@@ -202,7 +231,7 @@ public sealed partial class PlacementGroupStore
         var skipped = 0;
         var corrupt = 0;
         var writes = new List<ExtentWrite>(TransferChunkBlocks);
-        await ForEachChunkAsync(extentIndex, async (chunk, results, firstBlock, blocks) =>
+        await ForEachChunkAsync(extentIndex, 0, _blocksPerExtent, async (chunk, results, firstBlock, blocks) =>
         {
             writes.Clear();
             for (var b = 0; b < blocks; b++)
@@ -247,16 +276,18 @@ public sealed partial class PlacementGroupStore
     }
 
     /// <summary>Reads an extent a chunk at a time (verified, under the lock) and hands each chunk to <paramref name="consume"/> outside it.</summary>
-    private async Task ForEachChunkAsync(long extentIndex, Func<byte[], BlockReadResult[], int, int, Task> consume, CancellationToken cancellationToken)
+    private async Task ForEachChunkAsync(long extentIndex, int rangeFirstBlock, int rangeBlockCount, Func<byte[], BlockReadResult[], int, int, Task> consume,
+        CancellationToken cancellationToken)
     {
         var chunk = ArrayPool<byte>.Shared.Rent(TransferChunkBlocks * _blockSizeBytes);
         var results = ArrayPool<BlockReadResult>.Shared.Rent(TransferChunkBlocks);
         try
         {
-            for (var firstBlock = 0; firstBlock < _blocksPerExtent; firstBlock += TransferChunkBlocks)
+            var rangeEnd = rangeFirstBlock + rangeBlockCount;
+            for (var firstBlock = rangeFirstBlock; firstBlock < rangeEnd; firstBlock += TransferChunkBlocks)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var blocks = Math.Min(TransferChunkBlocks, _blocksPerExtent - firstBlock);
+                var blocks = Math.Min(TransferChunkBlocks, rangeEnd - firstBlock);
                 ReadBlocks(extentIndex * _blocksPerExtent + firstBlock, blocks, chunk.AsSpan(0, blocks * _blockSizeBytes), results.AsSpan(0, blocks));
                 await consume(chunk, results, firstBlock, blocks).ConfigureAwait(false);
             }

@@ -14,7 +14,8 @@ namespace Converge.Grains.Segments;
 /// loses nothing.
 /// </summary>
 [NodePinnedPlacement, Reentrant]
-public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.DestageSignal destage, ILogger<LogSegmentGrain> logger) : Grain, ILogSegmentGrain
+public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.DestageSignal destage, Rereplication.NodeFence fence, ILogger<LogSegmentGrain> logger)
+    : Grain, ILogSegmentGrain
 {
     private readonly Dictionary<Lsn, LogIndexEntry> _byLsn = [];
     private Guid _segmentId;
@@ -36,6 +37,11 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public async Task<MirrorStatus> AppendCommittedAsync(ReadOnlyMemory<byte> encodedRecord)
     {
+        if (fence.IsRemoved)
+        {
+            return MirrorStatus.Faulted;
+        }
+
         if (nodeLog.WasRecovered(_segmentId))
         {
             // This copy survived a restart of the node and may miss acknowledged records; the writer must rotate.
@@ -64,6 +70,11 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public async Task<MirrorStatus> FenceAsync(Guid volumeId, ulong epoch)
     {
+        if (fence.IsRemoved)
+        {
+            return MirrorStatus.Faulted;
+        }
+
         try
         {
             return Map((await nodeLog.Log.FenceAsync(volumeId, epoch)).Status);
@@ -77,6 +88,11 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public async Task<MirrorStatus> SealAsync(Guid volumeId, ulong epoch)
     {
+        if (fence.IsRemoved)
+        {
+            return MirrorStatus.Faulted;
+        }
+
         try
         {
             var status = Map((await nodeLog.Log.SealAsync(_segmentId, volumeId, epoch)).Status);
@@ -92,6 +108,11 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public Task<ReadReply> ReadAsync(Lsn lsn, ulong offsetBytes, int lengthBytes)
     {
+        if (fence.IsRemoved)
+        {
+            return Task.FromResult(new ReadReply(MirrorStatus.Faulted, null));
+        }
+
         if (!_byLsn.TryGetValue(lsn, out var entry))
         {
             return Task.FromResult(new ReadReply(MirrorStatus.Gone, null));
@@ -139,6 +160,11 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public Task<(MirrorStatus Status, SegmentEntry[] Entries)> GetEntriesAsync()
     {
+        if (fence.IsRemoved)
+        {
+            return Task.FromResult((MirrorStatus.Faulted, Array.Empty<SegmentEntry>()));
+        }
+
         var segment = nodeLog.Log.GetSegment(_segmentId);
         if (segment is null || segment.IsDestaged)
         {
@@ -154,6 +180,12 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public Task<bool> IsDestagedAsync()
     {
+        if (fence.IsRemoved)
+        {
+            // Nothing waits for a removed node: its segments are destaged from their other mirror.
+            return Task.FromResult(true);
+        }
+
         var segment = nodeLog.Log.GetSegment(_segmentId);
         return Task.FromResult(segment is null || segment.IsDestaged);
     }

@@ -23,8 +23,9 @@ public sealed class VolumePlacementState
 
 /// <summary>
 /// Maps a volume's placement groups to pairs of storage nodes (DESIGN decision 9). Assigned once, spread evenly over
-/// the storage nodes live at that moment, the two replicas of a group always on different nodes. Reassignment of a
-/// group whose node is lost (backfill) bumps that group's epoch; it is not done yet.
+/// the storage nodes live at that moment, the two replicas of a group always on different nodes. Re-replication
+/// moves a group off a removed node in two steps, each bumping the group's epoch: BeginMove (the new replica fills
+/// while destage already writes to it) and CompleteMove (it serves reads). See docs/destage.md.
 /// </summary>
 [Converge.Grains.Placement.ControlPlanePlacement]
 public sealed partial class VolumePlacementGrain(
@@ -53,7 +54,10 @@ public sealed partial class VolumePlacementGrain(
             throw new InvalidOperationException($"volume {VolumeId:D} is deleted");
         }
 
-        var nodes = await clusterView.WaitForActiveNodesAsync(NodeRoles.Storage, 2, TimeSpan.FromSeconds(10));
+        // A removed node that came back is an active member but must never be given data again.
+        var removed = await GrainFactory.GetGrain<IStorageRosterGrain>(0).GetRemovedNodesAsync();
+        var nodes = (await clusterView.WaitForActiveNodesAsync(NodeRoles.Storage, 2, TimeSpan.FromSeconds(10)))
+            .Where(n => Array.IndexOf(removed, n) < 0).ToList();
         state.State.Groups = Assign(nodes, new ExtentStoreOptions().GroupCount);
         state.State.BlockSizeBytes = blockSizeBytes;
         state.State.ExtentSizeBytes = ExtentStoreOptions.DefaultExtentSizeBytes;
@@ -64,6 +68,64 @@ public sealed partial class VolumePlacementGrain(
     }
 
     public Task<PlacementMap?> GetAsync() => Task.FromResult(state.State.Assigned || state.State.Deleted ? Map() : null);
+
+    public async Task<GroupReplicas?> BeginMoveAsync(int group, string fromNode, string toNode)
+    {
+        if (!state.State.Assigned || group < 0 || group >= state.State.Groups.Count)
+        {
+            return null;
+        }
+
+        var current = state.State.Groups[group];
+        if (current.NodeB == toNode && current.Filling && current.NodeA != fromNode)
+        {
+            return current;
+        }
+
+        if (!current.Holds(fromNode) || current.Holds(toNode) || fromNode == toNode)
+        {
+            return null;
+        }
+
+        var survivor = current.NodeA == fromNode ? current.NodeB : current.NodeA;
+        return await SetGroupAsync(group, new GroupReplicas(survivor, toNode, current.Epoch + 1, Filling: true));
+    }
+
+    public async Task<GroupReplicas?> CompleteMoveAsync(int group, ulong epoch)
+    {
+        if (!state.State.Assigned || group < 0 || group >= state.State.Groups.Count)
+        {
+            return null;
+        }
+
+        var current = state.State.Groups[group];
+        if (current.Epoch != epoch || !current.Filling)
+        {
+            return current.Epoch == epoch + 1 && !current.Filling ? current : null;
+        }
+
+        return await SetGroupAsync(group, current with { Epoch = epoch + 1, Filling = false });
+    }
+
+    private async Task<GroupReplicas> SetGroupAsync(int group, GroupReplicas replicas)
+    {
+        var previous = state.State.Groups[group];
+        state.State.Groups[group] = replicas;
+        _map = null;
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            state.State.Groups[group] = previous;
+            _map = null;
+            throw;
+        }
+
+        LogMoved(VolumeId, group, replicas.NodeA, replicas.NodeB, replicas.Epoch, replicas.Filling);
+        return replicas;
+    }
 
     public async Task MarkDeletedAsync()
     {
@@ -125,6 +187,9 @@ public sealed partial class VolumePlacementGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {VolumeId}: {Groups} placement groups assigned over {Nodes} storage nodes")]
     private partial void LogAssigned(Guid volumeId, int groups, int nodes);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Volume {VolumeId}: group {Group} now on {NodeA} and {NodeB}, epoch {Epoch}, filling {Filling}")]
+    private partial void LogMoved(Guid volumeId, int group, string nodeA, string nodeB, ulong epoch, bool filling);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {VolumeId}: extents not deleted on every replica: {Reason}")]
     private partial void LogDeleteIncomplete(Guid volumeId, string reason);
