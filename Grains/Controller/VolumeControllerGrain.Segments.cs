@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Converge.Cluster;
 using Converge.DataPath;
 using Converge.Log;
@@ -6,6 +7,10 @@ namespace Converge.Grains.Controller;
 
 public sealed partial class VolumeControllerGrain
 {
+    /// <summary>How long attach keeps asking a segment's mirrors for its entries while both are unreachable.</summary>
+    private static readonly TimeSpan EntriesPatience = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan EntriesRetryDelay = TimeSpan.FromMilliseconds(500);
+
     /// <summary>
     /// Takeover before serving: fence every unsealed segment of older epochs on at least one mirror (an ack needs both,
     /// so one fenced mirror stops the old writer), seal them, then rebuild the dirty map from every catalogued segment.
@@ -37,12 +42,41 @@ public sealed partial class VolumeControllerGrain
         var gone = new List<Guid>();
         foreach (var segment in segments)
         {
+            if (await CollectEntriesAsync(segment) == 2)
+            {
+                // Destaged on both mirrors (or never written): nothing to read from it, and attach need not scan it again.
+                gone.Add(segment.SegmentId);
+            }
+            else
+            {
+                _sealedSegments.Add(segment with { Sealed = true });
+            }
+        }
+
+        if (gone.Count > 0)
+        {
+            await Volume.RemoveSegmentsAsync(epoch, [.. gone]);
+        }
+    }
+
+    /// <summary>
+    /// Merges one segment's entries into the dirty map and returns how many mirrors answered Gone (destaged there).
+    /// Every acknowledged record is on both mirrors, so one mirror's entries, or one mirror's Gone (its records are
+    /// durable in the extents), is enough. With no answer from either, the blocks this segment wrote are unknown: reading
+    /// them from the extents could return older data, so the attach waits (bounded) and then fails rather than serve.
+    /// </summary>
+    private async Task<int> CollectEntriesAsync(SegmentRecord segment)
+    {
+        var started = Stopwatch.GetTimestamp();
+        for (var attempt = 0; ; attempt++)
+        {
+            var answered = 0;
             var goneCount = 0;
             foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
             {
                 if (_removedNodes.Contains(node))
                 {
-                    // Its copy is not served any more; the other mirror holds every acknowledged record.
+                    // Its copy is not served any more; only the other mirror can answer for the segment.
                     goneCount++;
                     continue;
                 }
@@ -57,32 +91,37 @@ public sealed partial class VolumeControllerGrain
                     continue;
                 }
 
-                if (entries.Status != MirrorStatus.Ok)
+                if (entries.Status == MirrorStatus.Gone)
                 {
-                    goneCount += entries.Status == MirrorStatus.Gone ? 1 : 0;
+                    answered++;
+                    goneCount++;
                     continue;
                 }
 
+                if (entries.Status != MirrorStatus.Ok)
+                {
+                    continue;
+                }
+
+                answered++;
                 foreach (var entry in entries.Entries)
                 {
                     MergeDirty(entry.Lsn, segment, entry.Kind == LogRecordKind.Zero, (long)entry.OffsetBytes, (long)entry.LengthBytes);
                 }
             }
 
-            if (goneCount == 2)
+            if (answered > 0)
             {
-                // Destaged on both mirrors (or never written): nothing to read from it, and attach need not scan it again.
-                gone.Add(segment.SegmentId);
+                return goneCount;
             }
-            else
-            {
-                _sealedSegments.Add(segment with { Sealed = true });
-            }
-        }
 
-        if (gone.Count > 0)
-        {
-            await Volume.RemoveSegmentsAsync(epoch, [.. gone]);
+            if (Stopwatch.GetElapsedTime(started) >= EntriesPatience)
+            {
+                throw new DataPathException(
+                    $"segment {segment.SegmentId} cannot be listed: neither {segment.MirrorA} nor {segment.MirrorB} answers (tried {attempt + 1} times)");
+            }
+
+            await Task.Delay(EntriesRetryDelay);
         }
     }
 

@@ -102,7 +102,7 @@ public sealed partial class VolumeControllerGrain(
     private async Task<OpenReply> OpenCoreAsync()
     {
         _opened = true;
-        if (_attachment is not null && !_lost)
+        if (_attachment is not null && !_lost && _ready)
         {
             _openCount++;
             return Reply();
@@ -129,6 +129,10 @@ public sealed partial class VolumeControllerGrain(
 
         ResetPeer(previousHolder);
 
+        // Renew from the start: recovery may wait for a restarting mirror, and the lease must not lapse meanwhile.
+        _leaseTimer?.Dispose();
+        var period = TimeSpan.FromMilliseconds(_attachment.LeaseMs / 4.0);
+        _leaseTimer = this.RegisterGrainTimer(RenewLeaseAsync, new GrainTimerCreationOptions(period, period) { Interleave = true, KeepAlive = true });
         try
         {
             _removedNodes = new HashSet<string>(await GrainFactory.GetGrain<Converge.Storage.IStorageRosterGrain>(0).GetRemovedNodesAsync(), StringComparer.Ordinal);
@@ -142,14 +146,22 @@ public sealed partial class VolumeControllerGrain(
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException or InvalidOperationException or ArgumentException)
         {
             LogAttachFailed(_name, e.Message);
-            await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
+            _leaseTimer.Dispose();
+            _leaseTimer = null;
+            var epoch = _attachment.Epoch;
             _attachment = null;
+            try
+            {
+                await Volume.DetachAsync(localNode.Name, epoch);
+            }
+            catch (Exception detach) when (detach is OrleansException or TimeoutException)
+            {
+                // The lease lapses on its own.
+            }
+
             return new OpenReply(VolumeError.InvalidNode, $"cannot attach '{_name}' on {localNode.Name}: {e.Message}", 0, 0, 0);
         }
 
-        _leaseTimer?.Dispose();
-        var period = TimeSpan.FromMilliseconds(_attachment.LeaseMs / 4.0);
-        _leaseTimer = this.RegisterGrainTimer(RenewLeaseAsync, new GrainTimerCreationOptions(period, period) { Interleave = true, KeepAlive = true });
         StartMaintenance();
         _openCount++;
         LogAttached(_name, localNode.Name, _attachment.Epoch, _dirty.Count);
@@ -311,6 +323,3 @@ public sealed partial class VolumeControllerGrain(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: segment {SegmentId} on {MirrorA}+{MirrorB} failed ({Reason}); moving to a new pair")]
     private partial void LogRotate(string name, Guid segmentId, string mirrorA, string mirrorB, string reason);
 }
-
-/// <summary>The data path could not be set up (too few storage nodes, a segment neither mirror can fence).</summary>
-public sealed class DataPathException(string message) : Exception(message);

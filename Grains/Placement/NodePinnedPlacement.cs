@@ -18,20 +18,6 @@ public sealed class NodePinnedPlacement : PlacementStrategy
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
 public sealed class NodePinnedPlacementAttribute() : PlacementAttribute(NodePinnedPlacement.Instance);
 
-/// <summary>Raised when a node-pinned grain's node is not an active member: activation fails fast instead of moving.</summary>
-[GenerateSerializer, Alias("Converge.NodeUnavailableException")]
-public sealed class NodeUnavailableException : Exception
-{
-    public NodeUnavailableException(string node, string grain)
-        : base($"node '{node}' is not in the cluster; {grain} lives only there and cannot be activated elsewhere")
-    {
-        Node = node;
-    }
-
-    [Id(0)]
-    public string Node { get; private set; } = "";
-}
-
 /// <summary>Chooses the one silo whose node-name metadata equals the node in the grain key.</summary>
 public sealed class NodePinnedPlacementDirector(ISiloMetadataCache metadata) : IPlacementDirector
 {
