@@ -17,14 +17,14 @@ public sealed class ComputeKillFault(double weight) : FaultKind("compute-kill", 
         return context.OtherAliveCompute(holder, rng) is { } target ? [holder, target] : null;
     }
 
-    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, Random rng, CancellationToken stop, CancellationToken abort)
+    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, string owner, Random rng, CancellationToken stop, CancellationToken abort)
     {
         var (victim, target) = (nodes[0], nodes[1]);
         context.Cluster.Kill(victim);
         context.Recovery.FaultInjected(Name);
         context.Log($"{Name}: SIGKILL {victim} (holder)");
         await context.MoveVolumeAsync(victim, target, force: true, abort);
-        context.Release(target);
+        context.Release(target, owner);
         await WaitAsync(Between(rng, 500, 3000), stop);
         await context.RestartAsync(victim, abort);
     }

@@ -30,6 +30,9 @@ public sealed class DrillModel
     private long _lostWrites;
     private long _wrongReads;
 
+    /// <summary>Called with each problem as it is found (the drill prints it at once, with the time).</summary>
+    public Action<string>? OnProblem { get; set; }
+
     public DrillModel(Guid volumeId, long blockCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockCount);
@@ -116,12 +119,19 @@ public sealed class DrillModel
         Interlocked.Increment(ref verdict == BlockVerdict.LostWrite ? ref _lostWrites : ref _wrongReads);
         var message = string.Create(CultureInfo.InvariantCulture,
             $"{verdict}: block {block} (offset {offsetBytes}) {what}; acknowledged {minimumVersion}, sent {maximumVersion}");
+        var keep = false;
         lock (_problems)
         {
             if (_problems.Count < MaxProblemsKept)
             {
                 _problems.Add(message);
+                keep = true;
             }
+        }
+
+        if (keep)
+        {
+            OnProblem?.Invoke(message);
         }
 
         return verdict;

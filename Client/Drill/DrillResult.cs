@@ -26,7 +26,8 @@ public sealed record DrillResult(
     long VolumeMoves,
     double LongestWriteStallMs,
     IReadOnlyList<string> Problems,
-    IReadOnlyList<string> Errors)
+    IReadOnlyList<string> Errors,
+    IReadOnlyDictionary<string, int> IoExceptions)
 {
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
@@ -49,6 +50,11 @@ public sealed record DrillResult(
         foreach (var r in Recovery)
         {
             Line($"    {r.Kind,-13} n={r.Recovered,-5} p50 {r.P50Ms,8:0} ms  p99 {r.P99Ms,8:0} ms  max {r.MaxMs,8:0} ms{(r.Unrecovered > 0 ? $"  ({r.Unrecovered} not yet recovered at the end)" : "")}");
+        }
+
+        if (IoExceptions.Count > 0)
+        {
+            Line($"  I/O calls failed with: {string.Join(", ", IoExceptions.OrderByDescending(p => p.Value).Select(p => $"{p.Key} x{p.Value}"))}");
         }
 
         foreach (var problem in Problems)

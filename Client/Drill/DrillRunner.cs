@@ -68,7 +68,10 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
             throw new DrillException($"could not create the drill volume: {created.Message}");
         }
 
-        var model = new DrillModel(created.Volume.VolumeId, options.WorkingSetBlocks);
+        var model = new DrillModel(created.Volume.VolumeId, options.WorkingSetBlocks)
+        {
+            OnProblem = problem => progress.WriteLine($"drill: PROBLEM {problem}"),
+        };
         var recovery = new RecoveryClock();
         await using var volume = new DrillVolume(client.Cluster, VolumeName, cluster.Layout!.OfRole(NodeRoles.Compute).First().Name);
         var workload = new DrillWorkload(volume, model, recovery, options.Writers, options.Readers, options.Seed);
@@ -117,7 +120,7 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
             workload.WritesAcknowledged, workload.WritesFailed, workload.ReadsOk, workload.ReadsFailed,
             verified, model.LostWrites, model.WrongReads, unverified,
             injected, stats, scheduler.UnplannedRestarts, volume.Moves, workload.LongestWriteStallMs,
-            model.Problems, scheduler.Errors);
+            model.Problems, scheduler.Errors, volume.Failures);
     }
 
     private static string ProgressLine(TimeSpan elapsed, DrillWorkload workload, DrillModel model, FaultScheduler scheduler, DrillVolume volume) =>

@@ -13,6 +13,7 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
 {
     private static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(5);
     private readonly SemaphoreSlim _switch = new(1, 1);
+    private readonly Dictionary<string, int> _failures = [];
     private VolumeHandle? _handle;
     private string _holder = holder;
     private long _opens;
@@ -38,8 +39,9 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
         {
             status = await handle.WriteAsync(offsetBytes, data);
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            NoteFailure(e);
             status = IoStatus.IoError;
         }
 
@@ -64,8 +66,9 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
         {
             reply = await handle.ReadAsync(offsetBytes, lengthBytes);
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            NoteFailure(e);
             reply = new VolumeReadReply(IoStatus.IoError, null);
         }
 
@@ -114,6 +117,21 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
         }
     }
 
+    /// <summary>
+    /// Exception types I/O calls failed with, and how often: a timeout or a dead silo is expected under faults; anything
+    /// else (a serialization failure, say) is a finding worth reading.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> Failures
+    {
+        get
+        {
+            lock (_failures)
+            {
+                return new Dictionary<string, int>(_failures);
+            }
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_handle is { } handle)
@@ -141,8 +159,9 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
                     _handle = await VolumeHandle.OpenAsync(cluster, volumeName, _holder);
                     Interlocked.Increment(ref _opens);
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException or VolumeIoException)
+                catch (Exception e) when (e is not OutOfMemoryException)
                 {
+                    NoteFailure(e);
                     return null;
                 }
             }
@@ -170,6 +189,15 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
         finally
         {
             _switch.Release();
+        }
+    }
+
+    private void NoteFailure(Exception e)
+    {
+        lock (_failures)
+        {
+            var name = e.GetType().Name;
+            _failures[name] = _failures.GetValueOrDefault(name) + 1;
         }
     }
 

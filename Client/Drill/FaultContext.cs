@@ -55,10 +55,11 @@ public sealed class FaultContext(LocalCluster cluster, DrillVolume volume, Recov
         return candidates.Length == 0 ? null : candidates[rng.Next(candidates.Length)];
     }
 
-    /// <summary>Claims <paramref name="node"/> for <paramref name="fault"/>; false when another fault owns it.</summary>
-    public bool TryClaim(string node, string fault) => _claims.TryAdd(node, fault);
+    /// <summary>Claims <paramref name="node"/> for the fault named <paramref name="owner"/> (unique per fault); false when another owns it.</summary>
+    public bool TryClaim(string node, string owner) => _claims.TryAdd(node, owner);
 
-    public void Release(string node) => _claims.TryRemove(node, out _);
+    /// <summary>Releases <paramref name="node"/> if <paramref name="owner"/> still holds it (an early release may have let another fault claim it since).</summary>
+    public void Release(string node, string owner) => _claims.TryRemove(new KeyValuePair<string, string>(node, owner));
 
     /// <summary>Nodes a fault currently owns (paused ones among them), so teardown can resume them.</summary>
     public IReadOnlyCollection<string> Claimed => _claims.Keys.ToArray();

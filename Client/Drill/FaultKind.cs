@@ -24,7 +24,8 @@ public abstract class FaultKind(string name, double weight)
     /// Injects the fault on <paramref name="nodes"/> (as picked) and undoes it. <paramref name="stop"/> shortens waits
     /// (the run is ending); <paramref name="abort"/> (Ctrl-C) abandons the undo, which teardown then does by pid.
     /// </summary>
-    public abstract Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, Random rng, CancellationToken stop, CancellationToken abort);
+    /// <paramref name="owner"/> is the claim on those nodes: release one early only with it.
+    public abstract Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, string owner, Random rng, CancellationToken stop, CancellationToken abort);
 
     /// <summary>Waits <paramref name="delay"/>, or less when the run is stopping.</summary>
     protected static async Task WaitAsync(TimeSpan delay, CancellationToken stop)

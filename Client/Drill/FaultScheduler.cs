@@ -12,6 +12,7 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
     /// <summary>Failed restarts or moves tolerated before the drill gives up on the cluster.</summary>
     private const int MaxErrors = 5;
     private const int MaxRunningFaults = 8;
+    private const string Supervisor = "supervisor";
 
     private readonly Random _rng = new(seed);
     private readonly Dictionary<string, int> _injected = [];
@@ -113,25 +114,32 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
             }
         }
 
-        if (!ClaimAll(picked, chosen.Name))
+        int number;
+        lock (_injected)
+        {
+            number = _injected.GetValueOrDefault(chosen.Name) + 1;
+        }
+
+        var owner = $"{chosen.Name}#{number}";
+        if (!ClaimAll(picked, owner))
         {
             return;
         }
 
         lock (_injected)
         {
-            _injected[chosen.Name] = _injected.GetValueOrDefault(chosen.Name) + 1;
+            _injected[chosen.Name] = number;
         }
 
         var faultRng = new Random(_rng.Next());
-        _running.Add(Task.Run(() => RunFaultAsync(chosen, picked, faultRng, stop, abort), CancellationToken.None));
+        _running.Add(Task.Run(() => RunFaultAsync(chosen, picked, owner, faultRng, stop, abort), CancellationToken.None));
     }
 
-    private async Task RunFaultAsync(FaultKind kind, IReadOnlyList<string> nodes, Random rng, CancellationToken stop, CancellationToken abort)
+    private async Task RunFaultAsync(FaultKind kind, IReadOnlyList<string> nodes, string owner, Random rng, CancellationToken stop, CancellationToken abort)
     {
         try
         {
-            await kind.RunAsync(context, nodes, rng, stop, abort);
+            await kind.RunAsync(context, nodes, owner, rng, stop, abort);
         }
         catch (Exception e) when (e is not OperationCanceledException || !abort.IsCancellationRequested)
         {
@@ -141,7 +149,7 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
         {
             foreach (var node in nodes)
             {
-                context.Release(node);
+                context.Release(node, owner);
             }
         }
     }
@@ -159,7 +167,7 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
 
         var holder = context.Volume.Holder;
         if (!context.IsClaimed(holder) && !context.IsRunning(holder) && context.OtherAliveCompute(holder, _rng) is { } target
-            && ClaimAll([holder, target], "supervisor"))
+            && ClaimAll([holder, target], Supervisor))
         {
             context.Log($"supervisor: holder {holder} is down; moving the volume to {target}");
             _running.Add(Task.Run(() => SuperviseAsync(holder, target, abort), CancellationToken.None));
@@ -167,7 +175,7 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
 
         foreach (var node in context.Layout.Nodes.Select(n => n.Name))
         {
-            if (!context.IsRunning(node) && context.TryClaim(node, "supervisor"))
+            if (!context.IsRunning(node) && context.TryClaim(node, Supervisor))
             {
                 Interlocked.Increment(ref _unplannedRestarts);
                 context.Log($"supervisor: {node} is down without a fault owning it; restarting it");
@@ -188,8 +196,8 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
         }
         finally
         {
-            context.Release(target);
-            context.Release(holder);
+            context.Release(target, Supervisor);
+            context.Release(holder, Supervisor);
         }
     }
 
@@ -205,7 +213,7 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
         }
         finally
         {
-            context.Release(node);
+            context.Release(node, Supervisor);
         }
     }
 
@@ -217,7 +225,7 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
             {
                 for (var j = 0; j < i; j++)
                 {
-                    context.Release(nodes[j]);
+                    context.Release(nodes[j], owner);
                 }
 
                 return false;

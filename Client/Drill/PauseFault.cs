@@ -35,7 +35,7 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
         return moveTarget is null ? [victim] : [victim, moveTarget];
     }
 
-    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, Random rng, CancellationToken stop, CancellationToken abort)
+    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, string owner, Random rng, CancellationToken stop, CancellationToken abort)
     {
         var victim = nodes[0];
         var clock = Stopwatch.StartNew();
@@ -49,7 +49,7 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
                 // A hung holder is not known dead, so no force: the attach is refused until its lease lapses.
                 await WaitAsync(TimeSpan.FromMilliseconds(VolumeGrainLeaseMs), stop);
                 await context.MoveVolumeAsync(victim, nodes[1], force: false, abort);
-                context.Release(nodes[1]);
+                context.Release(nodes[1], owner);
             }
 
             var left = Duration - clock.Elapsed;

@@ -9,13 +9,13 @@ public sealed class StorageKillFault(double weight) : FaultKind("storage-kill", 
         return victims.Count == 0 ? null : [victims[rng.Next(victims.Count)]];
     }
 
-    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, Random rng, CancellationToken stop, CancellationToken abort)
+    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, string owner, Random rng, CancellationToken stop, CancellationToken abort)
     {
         var victim = nodes[0];
         context.Cluster.Kill(victim);
         context.Recovery.FaultInjected(Name);
         context.Log($"{Name}: SIGKILL {victim}");
-        await WaitAsync(Between(rng, 200, 2000), stop);
+        await WaitAsync(Between(rng, 200, 1500), stop);
         await context.RestartAsync(victim, abort);
     }
 }
