@@ -88,30 +88,23 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
 
     private void InjectOne(CancellationToken stop, CancellationToken abort)
     {
-        var candidates = new List<(FaultKind Kind, IReadOnlyList<string> Nodes)>();
+        // Draw the kind first, then ask it for nodes: a kind that cannot be injected now skips the tick rather than
+        // handing it to another kind, so always-possible pauses cannot crowd out kills waiting for a restart.
+        var draw = _rng.NextDouble() * kinds.Sum(k => k.Weight);
+        var chosen = kinds[^1];
         foreach (var kind in kinds)
         {
-            if (kind.Weight > 0 && kind.PickNodes(context, _rng) is { } nodes)
-            {
-                candidates.Add((kind, nodes));
-            }
-        }
-
-        if (candidates.Count == 0)
-        {
-            return;
-        }
-
-        var draw = _rng.NextDouble() * candidates.Sum(c => c.Kind.Weight);
-        var (chosen, picked) = candidates[^1];
-        foreach (var candidate in candidates)
-        {
-            draw -= candidate.Kind.Weight;
+            draw -= kind.Weight;
             if (draw < 0)
             {
-                (chosen, picked) = candidate;
+                chosen = kind;
                 break;
             }
+        }
+
+        if (chosen.Weight <= 0 || chosen.PickNodes(context, _rng) is not { } picked)
+        {
+            return;
         }
 
         int number;
