@@ -167,19 +167,9 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     }
 
     /// <summary>A port offset at which every port of the bench cluster is free, so a developer's own cluster is never touched.</summary>
-    private static int FreePortOffset(BenchOptions options)
-    {
-        for (var attempt = 0; attempt < 20; attempt++)
-        {
-            var offset = 3000 + ((Environment.ProcessId + attempt) % 20) * 300;
-            if (ClusterLayout.PortsAreFree(offset, options.Compute, options.Storage))
-            {
-                return offset;
-            }
-        }
-
-        throw new BenchException("found no free block of ports for the bench cluster");
-    }
+    private static int FreePortOffset(BenchOptions options) =>
+        ClusterLayout.FindFreePortOffset(3000, 20, options.Compute, options.Storage)
+            ?? throw new BenchException("found no free block of ports for the bench cluster");
 
     private static string? FindOnPath(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)

@@ -13,7 +13,7 @@ public static partial class ConvergeCli
     public const int ExitFailure = 1;
     public const int ExitUsage = 2;
 
-    private static readonly Option<string> DataOption = new("--data")
+    internal static readonly Option<string> DataOption = new("--data")
     {
         Description = "Directory holding the local cluster's state, logs and node data (default: .converge in the source tree)",
         Recursive = true,
@@ -36,6 +36,7 @@ public static partial class ConvergeCli
         root.Subcommands.Add(BenchCommand.Build(context));
         root.Subcommands.Add(StatsCommands.Stats(context));
         root.Subcommands.Add(StatsCommands.Cache(context));
+        root.Subcommands.Add(DrillCommand.Build(context));
 
         var parse = root.Parse(args, new ParserConfiguration());
         if (parse.Errors.Count > 0)

@@ -73,7 +73,8 @@ public sealed class ClusterLayout
     {
         Directory.CreateDirectory(DataDirectory);
         var path = FilePath(DataDirectory);
-        var temp = path + ".tmp";
+        // A temp name of its own per save: a drill kills and restarts nodes from concurrent tasks, each saving.
+        var temp = $"{path}.{Guid.NewGuid():N}.tmp";
         File.WriteAllText(temp, JsonSerializer.Serialize(this, JsonOptions));
         File.Move(temp, path, overwrite: true);
     }
@@ -119,6 +120,25 @@ public sealed class ClusterLayout
             .Where(p => p != 0)
             .Append(portOffset + 15432)
             .All(IsFree);
+    }
+
+    /// <summary>
+    /// The first of <paramref name="candidates"/> port blocks, starting <paramref name="basePort"/> and spaced 300 apart,
+    /// at which <see cref="PortsAreFree"/> holds; the start rotates with the process id so concurrent runs spread out.
+    /// Null when every candidate block is taken.
+    /// </summary>
+    public static int? FindFreePortOffset(int basePort, int candidates, int compute, int storage)
+    {
+        for (var attempt = 0; attempt < candidates; attempt++)
+        {
+            var offset = basePort + ((Environment.ProcessId + attempt) % candidates * 300);
+            if (PortsAreFree(offset, compute, storage))
+            {
+                return offset;
+            }
+        }
+
+        return null;
     }
 
     private static bool IsFree(int port)

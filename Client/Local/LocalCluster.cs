@@ -115,6 +115,36 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         return node;
     }
 
+    /// <summary>
+    /// SIGSTOP one node (fault drills): a hung process, not a dead one; peers may declare it dead meanwhile, and then it
+    /// stops itself once resumed. Always pair with <see cref="Resume"/>.
+    /// </summary>
+    public NodeRecord Pause(string nodeName)
+    {
+        var layout = RequireLayout();
+        var node = RequireNode(layout, nodeName);
+        if (!SiloProcess.IsRunning(node.Pid, node.Name))
+        {
+            throw new ClusterCommandException($"{node.Name} is not running");
+        }
+
+        SiloProcess.Stop(node.Pid);
+        return node;
+    }
+
+    /// <summary>SIGCONT one node paused by <see cref="Pause"/>; harmless when it is not paused or no longer running.</summary>
+    public NodeRecord Resume(string nodeName)
+    {
+        var layout = RequireLayout();
+        var node = RequireNode(layout, nodeName);
+        if (SiloProcess.IsRunning(node.Pid, node.Name))
+        {
+            SiloProcess.Continue(node.Pid);
+        }
+
+        return node;
+    }
+
     public async Task<NodeRecord> StartNodeAsync(string nodeName, CancellationToken cancellationToken)
     {
         var layout = RequireLayout();

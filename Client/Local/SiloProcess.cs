@@ -8,6 +8,8 @@ public static partial class SiloProcess
 {
     private const int SigKill = 9;
     private const int SigTerm = 15;
+    private const int SigCont = 18;
+    private const int SigStop = 19;
 
     /// <summary>
     /// Starts a silo detached from the caller's session (so Ctrl-C on the CLI leaves it running), with its output
@@ -77,6 +79,11 @@ public static partial class SiloProcess
     public static void Kill(int pid) => _ = SendSignal(pid, SigKill);
 
     public static void Terminate(int pid) => _ = SendSignal(pid, SigTerm);
+
+    /// <summary>SIGSTOP: the process keeps its sockets and memory but runs nothing until <see cref="Continue"/>.</summary>
+    public static void Stop(int pid) => _ = SendSignal(pid, SigStop);
+
+    public static void Continue(int pid) => _ = SendSignal(pid, SigCont);
 
     /// <summary>Waits until the process is gone; false if it still runs at the deadline.</summary>
     public static async Task<bool> WaitForExitAsync(int pid, string node, TimeSpan timeout)

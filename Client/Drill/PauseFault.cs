@@ -1,0 +1,67 @@
+using System.Diagnostics;
+
+namespace Converge.Client.Drill;
+
+/// <summary>
+/// SIGSTOP a silo (never the primary) for a fixed time, then SIGCONT: a hung process with its sockets open. Peers may
+/// declare it dead meanwhile, and then it stops itself once resumed; it is restarted. When the paused silo holds the
+/// volume for longer than its lease, the volume is moved WITHOUT force once the lease lapses, and the resumed silo
+/// must find itself fenced.
+/// </summary>
+public sealed class PauseFault(string name, double weight, TimeSpan duration) : FaultKind(name, weight)
+{
+    /// <summary>The volume lease (VolumeGrain.LeaseMs): a holder hung for longer can be replaced without force.</summary>
+    private const int VolumeGrainLeaseMs = 10_000;
+
+    public TimeSpan Duration { get; } = duration;
+
+    public override IReadOnlyList<string>? PickNodes(FaultContext context, Random rng)
+    {
+        var storage = context.StorageVictims();
+        var compute = context.Nodes(Converge.Cluster.NodeRoles.Compute).Where(context.IsAlive);
+        var candidates = storage.Concat(compute).ToArray();
+        if (candidates.Length == 0)
+        {
+            return null;
+        }
+
+        var victim = candidates[rng.Next(candidates.Length)];
+        var moveTarget = victim == context.Volume.Holder && Duration.TotalMilliseconds > VolumeGrainLeaseMs
+            ? context.OtherAliveCompute(victim, rng)
+            : null;
+        return moveTarget is null ? [victim] : [victim, moveTarget];
+    }
+
+    public override async Task RunAsync(FaultContext context, IReadOnlyList<string> nodes, string owner, Random rng, CancellationToken stop, CancellationToken abort)
+    {
+        var victim = nodes[0];
+        var clock = Stopwatch.StartNew();
+        context.Cluster.Pause(victim);
+        context.Recovery.FaultInjected(Name);
+        context.Log($"{Name}: SIGSTOP {victim} for {Duration.TotalSeconds:0} s");
+        try
+        {
+            if (nodes.Count > 1)
+            {
+                // A hung holder is not known dead, so no force: the attach is refused until its lease lapses.
+                await WaitAsync(TimeSpan.FromMilliseconds(VolumeGrainLeaseMs), stop);
+                await context.MoveVolumeAsync(victim, nodes[1], force: false, abort);
+                context.Release(nodes[1], owner);
+            }
+
+            var left = Duration - clock.Elapsed;
+            if (left > TimeSpan.Zero)
+            {
+                await WaitAsync(left, stop);
+            }
+        }
+        finally
+        {
+            context.Cluster.Resume(victim);
+            context.Log($"{Name}: SIGCONT {victim} after {clock.Elapsed.TotalSeconds:0.0} s");
+        }
+
+        // A silo declared dead while frozen stops itself once resumed; the scheduler's supervisor restarts it, so the
+        // claim ends here and does not hold the node through that.
+    }
+}
