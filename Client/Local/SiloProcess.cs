@@ -68,7 +68,16 @@ public static partial class SiloProcess
             var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
             var stat = File.ReadAllText($"/proc/{pid}/stat");
             var state = stat[(stat.LastIndexOf(')') + 2)..][0];
-            return state != 'Z' && cmdline.Contains("\0--node\0" + node + "\0", StringComparison.Ordinal);
+            if (state == 'Z')
+            {
+                return false;
+            }
+
+            // The launcher's shell execs dotnet in place: for a moment during the exec the command line reads empty.
+            // That is the silo starting, not gone (kernel threads, also empty, have no executable).
+            return cmdline.Length == 0
+                ? new FileInfo($"/proc/{pid}/exe").LinkTarget is not null
+                : cmdline.Contains("\0--node\0" + node + "\0", StringComparison.Ordinal);
         }
         catch (IOException)
         {
@@ -76,7 +85,37 @@ public static partial class SiloProcess
         }
     }
 
-    public static void Kill(int pid) => _ = SendSignal(pid, SigKill);
+    /// <summary>
+    /// SIGKILL, then waits (bounded, 10 s) until the process is gone, so a restart right after never meets the dying
+    /// process still holding its ports and files.
+    /// </summary>
+    public static void Kill(int pid)
+    {
+        if (SendSignal(pid, SigKill) != 0)
+        {
+            return;
+        }
+
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(10) && ProcessExists(pid))
+        {
+            Thread.Sleep(20);
+        }
+    }
+
+    /// <summary>True while the process has not exited (a zombie has: it holds no ports or files any more).</summary>
+    private static bool ProcessExists(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
 
     public static void Terminate(int pid) => _ = SendSignal(pid, SigTerm);
 

@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace Converge.Tests.Drill;
 
 /// <summary>
-/// The fault drill, in process, on real silo processes (2 compute + 3 storage): dense SIGKILLs of storage silos and of
+/// The fault drill, in process, on real silo processes (2 compute + 4 storage): dense SIGKILLs of storage silos and of
 /// the volume's holder, and SIGSTOPs, under the verifying workload. CONVERGE_DRILL_SEED replays a schedule.
 /// </summary>
 public sealed class FaultDrillTests(ITestOutputHelper output)
@@ -17,9 +17,10 @@ public sealed class FaultDrillTests(ITestOutputHelper output)
         var seed = int.TryParse(Environment.GetEnvironmentVariable("CONVERGE_DRILL_SEED"), System.Globalization.CultureInfo.InvariantCulture, out var s)
             ? s
             : Random.Shared.Next();
-        var options = new DrillOptions(TimeSpan.FromSeconds(160), seed) { MeanFaultInterval = TimeSpan.FromSeconds(1) };
+        var options = new DrillOptions(TimeSpan.FromSeconds(160), seed, Storage: 4) { MeanFaultInterval = TimeSpan.FromSeconds(1) };
         var progress = new TestOutputWriter(output);
-        // Storage kills are limited by restart time (one at a time keeps two storage silos alive): they get most weight.
+        // Storage kills are limited by restart time: with four storage silos two may be down at once (two stay alive for
+        // the mirrors), and kills get most of the weight.
         var runner = new DrillRunner(TestCluster.RepositoryRoot, options, progress)
         {
             Kinds =
