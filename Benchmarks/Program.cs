@@ -10,5 +10,12 @@ if (args.Length > 0 && args[0] == "append")
     return 0;
 }
 
+// `clientwrite [seconds] [--record]` measures 4 KiB writes through the client API on a fresh local cluster.
+if (args.Length > 0 && args[0] == "clientwrite")
+{
+    var seconds = args.Length > 1 && int.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 10;
+    return await ClientWriteBenchmark.RunAsync(seconds, args.Contains("--record"));
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(CodecBenchmarks).Assembly).Run(args);
 return 0;

@@ -145,7 +145,12 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         return node;
     }
 
-    public async Task<NodeRecord> StartNodeAsync(string nodeName, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts a stopped node and waits until it has joined. <paramref name="wrapper"/> runs the silo under another
+    /// program (a fault injector such as <c>strace -f ... --</c>): the recorded pid is then the wrapper's, and
+    /// <see cref="SiloProcess.Kill"/> takes its children down with it.
+    /// </summary>
+    public async Task<NodeRecord> StartNodeAsync(string nodeName, CancellationToken cancellationToken, IReadOnlyList<string>? wrapper = null)
     {
         var layout = RequireLayout();
         var node = RequireNode(layout, nodeName);
@@ -159,7 +164,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             await StartPostgresAsync(layout, cancellationToken);
         }
 
-        StartProcess(layout, node);
+        StartProcess(layout, node, wrapper);
         layout.Save();
         await WaitForMembersAsync(layout, [node.Name], cancellationToken);
         return node;
@@ -220,7 +225,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         layout.Find(name) ?? throw new ClusterCommandException(
             $"no node named '{name}'; nodes are {string.Join(", ", layout.Nodes.Select(n => n.Name))}");
 
-    private void StartProcess(ClusterLayout layout, NodeRecord node)
+    private void StartProcess(ClusterLayout layout, NodeRecord node, IReadOnlyList<string>? wrapper = null)
     {
         var role = node.Role == NodeRoles.Storage ? "Storage" : "Compute";
         var dll = SiloBinaries.Find(repositoryRoot, role);
@@ -248,7 +253,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             arguments.Add(layout.PostgresConnectionString);
         }
 
-        node.Pid = SiloProcess.Start(dll, arguments, LogPath(node.Name));
+        node.Pid = SiloProcess.Start(dll, arguments, LogPath(node.Name), wrapper);
         progress.WriteLine($"  started {node.Name} (pid {node.Pid})");
     }
 

@@ -15,7 +15,7 @@ public static partial class SiloProcess
     /// Starts a silo detached from the caller's session (so Ctrl-C on the CLI leaves it running), with its output
     /// appended to <paramref name="logPath"/>. Returns its process id.
     /// </summary>
-    public static int Start(string siloDll, IReadOnlyList<string> arguments, string logPath)
+    public static int Start(string siloDll, IReadOnlyList<string> arguments, string logPath, IReadOnlyList<string>? wrapper = null)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
         var pidPath = logPath + ".pid";
@@ -26,8 +26,14 @@ public static partial class SiloProcess
         start.ArgumentList.Add("-f");
         start.ArgumentList.Add("sh");
         start.ArgumentList.Add("-c");
-        start.ArgumentList.Add("echo $$ >\"$CONVERGE_PIDFILE.tmp\" && mv \"$CONVERGE_PIDFILE.tmp\" \"$CONVERGE_PIDFILE\" && exec dotnet \"$@\" </dev/null >>\"$CONVERGE_LOG\" 2>&1");
+        start.ArgumentList.Add("echo $$ >\"$CONVERGE_PIDFILE.tmp\" && mv \"$CONVERGE_PIDFILE.tmp\" \"$CONVERGE_PIDFILE\" && exec \"$@\" </dev/null >>\"$CONVERGE_LOG\" 2>&1");
         start.ArgumentList.Add("converge-silo");
+        foreach (var part in wrapper ?? [])
+        {
+            start.ArgumentList.Add(part);
+        }
+
+        start.ArgumentList.Add("dotnet");
         start.ArgumentList.Add(siloDll);
         foreach (var argument in arguments)
         {
@@ -91,6 +97,12 @@ public static partial class SiloProcess
     /// </summary>
     public static void Kill(int pid)
     {
+        // A silo started under a wrapper is the wrapper's child: it goes first, or it would outlive a killed tracer.
+        foreach (var child in Children(pid))
+        {
+            Kill(child);
+        }
+
         if (SendSignal(pid, SigKill) != 0)
         {
             return;
@@ -101,6 +113,32 @@ public static partial class SiloProcess
         {
             Thread.Sleep(20);
         }
+    }
+
+    /// <summary>The direct children of <paramref name="pid"/> (none once it is gone).</summary>
+    private static List<int> Children(int pid)
+    {
+        var children = new List<int>();
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                var text = File.ReadAllText(Path.Combine(task, "children"));
+                foreach (var part in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (int.TryParse(part, System.Globalization.CultureInfo.InvariantCulture, out var child))
+                    {
+                        children.Add(child);
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Gone meanwhile: no children left to kill.
+        }
+
+        return children;
     }
 
     /// <summary>True while the process has not exited (a zombie has: it holds no ports or files any more).</summary>

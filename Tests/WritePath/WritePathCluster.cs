@@ -67,10 +67,10 @@ public sealed class WritePathCluster : IAsyncLifetime
 
     public int Pid(string node) => Cluster.Layout.Nodes.Single(n => n.Name == node).Pid;
 
-    public async Task RestartAsync(string node)
+    public async Task RestartAsync(string node, IReadOnlyList<string>? wrapper = null)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        await Cluster.Local.StartNodeAsync(node, timeout.Token);
+        await Cluster.Local.StartNodeAsync(node, timeout.Token, wrapper);
     }
 
     /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
