@@ -33,9 +33,15 @@ if ! dotnet build Cluster.sln -c Release -nologo -v q -clp:ErrorsOnly; then
 fi
 mkdir -p Client/bin/Release && touch Client/bin/Release/.converge-build-stamp
 
+# This run's temporary files (test clusters, PostgreSQL data) live under one private directory, so the cleanup below
+# can never touch another run's clusters on the same machine.
+run_tmp="$(mktemp -d /tmp/converge-run-XXXXXX)"
+chmod 755 "$run_tmp"  # the private PostgreSQL runs as its own user and must reach its data directory
+export TMPDIR="$run_tmp"
 cleanup() {
-  # Belt and braces: tests kill what they start by pid; anything left from a test cluster goes too.
-  pkill -9 -f -- '--data /tmp/converge-test-' 2>/dev/null || true
+  # Belt and braces: tests kill what they start by pid; anything left from this run's test clusters goes too.
+  pkill -9 -f -- "--data $run_tmp/" 2>/dev/null || true
+  rm -rf "$run_tmp"
 }
 trap cleanup EXIT
 
