@@ -24,6 +24,14 @@ public sealed record DrillOptions(
     /// <summary>Mean time between fault injections (each tick draws from half to one and a half times it).</summary>
     public TimeSpan MeanFaultInterval { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Faults per kind the run must reach: once <see cref="Duration"/> has passed, faults go on until every count is met
+    /// or <see cref="Overtime"/> more has passed (a slow machine restarts silos slowly, which bounds the kill rate).
+    /// </summary>
+    public IReadOnlyDictionary<string, int> RequiredFaults { get; init; } = new Dictionary<string, int>();
+
+    public TimeSpan Overtime { get; init; } = TimeSpan.Zero;
+
     public string? Check()
     {
         if (Duration <= TimeSpan.Zero || Duration > MaxDuration)

@@ -86,9 +86,9 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
         var faulting = scheduler.RunAsync(stopFaults.Token, cancellationToken);
         try
         {
-            while (clock.Elapsed < options.Duration && !faulting.IsCompleted)
+            while (!faulting.IsCompleted && (clock.Elapsed < options.Duration || (clock.Elapsed < options.Duration + options.Overtime && !RequiredFaultsMet(scheduler))))
             {
-                var left = options.Duration - clock.Elapsed;
+                var left = (clock.Elapsed < options.Duration ? options.Duration : options.Duration + options.Overtime) - clock.Elapsed;
                 await Task.WhenAny(faulting, Task.Delay(left < ProgressEvery ? left : ProgressEvery, cancellationToken));
                 cancellationToken.ThrowIfCancellationRequested();
                 progress.WriteLine(ProgressLine(clock.Elapsed, workload, model, scheduler, volume));
@@ -121,6 +121,12 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
             verified, model.LostWrites, model.WrongReads, unverified,
             injected, stats, scheduler.UnplannedRestarts, volume.Moves, workload.LongestWriteStallMs,
             model.Problems, scheduler.Errors, volume.Failures);
+    }
+
+    private bool RequiredFaultsMet(FaultScheduler scheduler)
+    {
+        var injected = scheduler.Injected;
+        return options.RequiredFaults.All(r => injected.GetValueOrDefault(r.Key) >= r.Value);
     }
 
     private static string ProgressLine(TimeSpan elapsed, DrillWorkload workload, DrillModel model, FaultScheduler scheduler, DrillVolume volume) =>

@@ -71,7 +71,7 @@ public interface IExtentReplicaGrain : IGrainWithStringKey
     Task<ExtentApplyReply> ApplyDurableAsync(int blockSizeBytes, [Immutable] ExtentWrite[] writes);
 
     /// <summary>Reads blocks of one extent, checksums verified; unwritten and zero blocks cost no data I/O.</summary>
-    [Alias("Read"), ResponseTimeout("00:00:05")]
+    [Alias("Read"), ResponseTimeout("00:00:03")]
     Task<ExtentReadReply> ReadBlocksAsync(int blockSizeBytes, long blockIndex, int count);
 
     /// <summary>Allocated (data) blocks in a range of one extent, from metadata only: runs of (first block, count, state).</summary>

@@ -88,11 +88,11 @@ public sealed partial class VolumeControllerGrain
     {
         var group = placement.GroupOfBlock(block);
         var replicas = placement.Groups[group];
-        for (var i = 0; i < 2; i++)
+        // A filling replica is still being copied: only the survivor (NodeA) has every block.
+        (string First, string? Second) order = replicas.Filling ? (replicas.NodeA, null) : ReadOrder(replicas.NodeA, replicas.NodeB);
+        foreach (var node in new[] { order.First, order.Second })
         {
-            // A filling replica is still being copied: only the survivor (NodeA) has every block.
-            var node = i == 0 ? replicas.NodeA : replicas.NodeB;
-            if ((i == 1 && replicas.Filling) || _removedNodes.Contains(node))
+            if (node is null || _removedNodes.Contains(node))
             {
                 continue;
             }
@@ -105,11 +105,13 @@ public sealed partial class VolumeControllerGrain
             }
             catch (Exception e) when (e is OrleansException or TimeoutException or NodeUnavailableException)
             {
+                MarkSuspect(node);
                 continue;
             }
 
             if (reply.Status == ExtentStatus.Ok && reply.Data is { } data && data.Length >= count * BlockSizeBytes && Acceptable(reply, count, minLsn))
             {
+                ClearSuspect(node);
                 return reply;
             }
         }

@@ -212,22 +212,30 @@ public sealed partial class VolumeControllerGrain
     private async Task<ReadReply> ReadFromMirrorsAsync(DirtyEntry dirty, ulong offsetBytes, int lengthBytes)
     {
         var last = new ReadReply(MirrorStatus.Gone, null);
-        foreach (var node in new[] { dirty.Segment.MirrorA, dirty.Segment.MirrorB })
+        var gone = false;
+        var (first, second) = ReadOrder(dirty.Segment.MirrorA, dirty.Segment.MirrorB);
+        foreach (var node in new[] { first, second })
         {
             try
             {
                 last = await Mirror(node, dirty.Segment.SegmentId).ReadAsync(dirty.Lsn, offsetBytes, lengthBytes);
                 if (last.Status == MirrorStatus.Ok && last.Data?.Length == lengthBytes)
                 {
+                    ClearSuspect(node);
                     return last;
                 }
+
+                gone |= last.Status == MirrorStatus.Gone;
             }
             catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
             {
+                MarkSuspect(node);
                 last = new ReadReply(MirrorStatus.Faulted, null);
             }
         }
 
-        return last;
+        // One mirror destaged the segment: the extents hold this version (the caller accepts only an LSN at least as
+        // new), whatever the other mirror answered.
+        return gone ? new ReadReply(MirrorStatus.Gone, null) : last;
     }
 }

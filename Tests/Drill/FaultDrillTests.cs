@@ -17,7 +17,13 @@ public sealed class FaultDrillTests(ITestOutputHelper output)
         var seed = int.TryParse(Environment.GetEnvironmentVariable("CONVERGE_DRILL_SEED"), System.Globalization.CultureInfo.InvariantCulture, out var s)
             ? s
             : Random.Shared.Next();
-        var options = new DrillOptions(TimeSpan.FromSeconds(160), seed, Storage: 4) { MeanFaultInterval = TimeSpan.FromSeconds(1) };
+        var options = new DrillOptions(TimeSpan.FromSeconds(150), seed, Storage: 4)
+        {
+            MeanFaultInterval = TimeSpan.FromSeconds(1),
+            // On a slow machine silo restarts take longer and kills come slower: run on (bounded) until the counts are met.
+            RequiredFaults = new Dictionary<string, int> { ["storage-kill"] = 20, ["compute-kill"] = 5 },
+            Overtime = TimeSpan.FromSeconds(150),
+        };
         var progress = new TestOutputWriter(output);
         // Storage kills are limited by restart time: with four storage silos two may be down at once (two stay alive for
         // the mirrors), and kills get most of the weight.
@@ -31,7 +37,7 @@ public sealed class FaultDrillTests(ITestOutputHelper output)
             ],
         };
 
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(6));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(9));
         var result = await runner.RunAsync(timeout.Token);
         output.WriteLine(result.ToText());
 
