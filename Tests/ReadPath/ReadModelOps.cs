@@ -37,6 +37,8 @@ internal sealed class ReadModelOpSource(int seed, long volumeBytes, int totalOps
     private readonly Random _random = new(seed);
     private readonly long _blocks = volumeBytes / BlockBytes;
     private double _writeShare = 0.4;
+    private long _lastWriteOffsetBytes;
+    private int _lastWriteBytes;
 
     /// <summary>One move per this many operations on average: each costs a seal, a detach and an attach.</summary>
     public int OpsPerMove { get; init; } = 150;
@@ -66,6 +68,12 @@ internal sealed class ReadModelOpSource(int seed, long volumeBytes, int totalOps
 
         if (roll < 0.09)
         {
+            if (_lastWriteBytes > 0 && _random.Next(3) == 0)
+            {
+                // The blocks just written, likely still in flight or being read: eviction racing both.
+                return Ranged(index, ReadModelOpKind.Evict, _lastWriteOffsetBytes, _lastWriteBytes);
+            }
+
             var length = _random.Next(8) == 0 ? _random.Next(1, 4 * 1024 * 1024) : _random.Next(1, 256 * 1024);
             return Ranged(index, ReadModelOpKind.Evict, _random.NextInt64(volumeBytes), length);
         }
@@ -78,12 +86,21 @@ internal sealed class ReadModelOpSource(int seed, long volumeBytes, int totalOps
                 < 0.9 => ReadModelOpKind.WriteUnaligned,
                 _ => ReadModelOpKind.Zero,
             };
-            return kind switch
+            var write = kind switch
             {
                 ReadModelOpKind.Write => Ranged(index, kind, _random.NextInt64(_blocks) * BlockBytes, BlockCount() * BlockBytes),
                 ReadModelOpKind.WriteUnaligned => Ranged(index, kind, _random.NextInt64(volumeBytes), SmallOrLarge(MaxIoBytes)),
                 _ => Ranged(index, kind, MaybeAligned(), SmallOrLarge(4 * MaxIoBytes)),
             };
+            _lastWriteOffsetBytes = write.OffsetBytes;
+            _lastWriteBytes = write.LengthBytes;
+            return write;
+        }
+
+        if (_lastWriteBytes > 0 && _random.Next(5) == 0)
+        {
+            // Reads of what was just written: they race the write (either version is allowed) and later evictions.
+            return Ranged(index, ReadModelOpKind.Read, _lastWriteOffsetBytes, _lastWriteBytes);
         }
 
         var readBytes = _random.Next(33) == 0 ? _random.Next(1, 1024 * 1024) : SmallOrLarge(MaxIoBytes);
