@@ -175,7 +175,12 @@ public sealed partial class VolumeControllerGrain
             reply.Data!.CopyTo(result.AsMemory((int)((block - firstBlock) * bs), runLength));
             for (var b = block; b < runEnd; b++)
             {
-                cache.Put(VolumeId, b, dirty.Lsn, reply.Data.AsSpan((int)((b - block) * bs), bs));
+                // Only while this version is still the newest: a write that completed during the read (cached, then
+                // perhaps evicted) would otherwise be hidden under this older copy once its own entry is pruned.
+                if (_dirty.TryGetValue(b, out var now) && now.Lsn == dirty.Lsn)
+                {
+                    cache.Put(VolumeId, b, dirty.Lsn, reply.Data.AsSpan((int)((b - block) * bs), bs));
+                }
             }
 
             block = runEnd;
