@@ -194,6 +194,7 @@ public sealed partial class VolumeControllerGrain
             var segment = _segment!;
             var statusA = MirrorStatus.Faulted;
             var statusB = MirrorStatus.Faulted;
+            var started = Stopwatch.GetTimestamp();
             using (var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span))
             {
                 var a = TryMirrorAsync(() => Mirror(segment.MirrorA, segment.SegmentId).AppendCommittedAsync(record.Memory));
@@ -201,6 +202,8 @@ public sealed partial class VolumeControllerGrain
                 statusA = await a;
                 statusB = await b;
             }
+
+            ControllerInstruments.MirrorAppendDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
 
             if (statusA == MirrorStatus.Ok && statusB == MirrorStatus.Ok)
             {
@@ -256,12 +259,14 @@ public sealed partial class VolumeControllerGrain
 
     private async Task RotateCoreAsync(SegmentRecord failedSegment, IReadOnlyCollection<string> failedNodes)
     {
+        var started = Stopwatch.GetTimestamp();
         try
         {
             await SealSegmentAsync(failedSegment);
             _sealedSegments.Add(failedSegment with { Sealed = true });
             _segment = await NewSegmentAsync(failedNodes);
             ResetSegmentFill();
+            ControllerInstruments.RotationDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
         {

@@ -6,7 +6,7 @@ namespace Converge.Grains.Controller;
 public sealed partial class VolumeControllerGrain
 {
     /// <summary>The largest payload of one log record; larger writes become several records written in parallel.</summary>
-    private const int MaxRecordPayloadBytes = 1024 * 1024;
+    private const int MaxRecordPayloadBytes = 256 * 1024;
 
     public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data)
     {
