@@ -195,10 +195,11 @@ public sealed partial class VolumeControllerGrain
             var statusA = MirrorStatus.Faulted;
             var statusB = MirrorStatus.Faulted;
             var started = Stopwatch.GetTimestamp();
+            var (mirrorA, mirrorB) = MirrorsOf(segment);
             using (var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span))
             {
-                var a = TryMirrorAsync(() => Mirror(segment.MirrorA, segment.SegmentId).AppendCommittedAsync(record.Memory));
-                var b = TryMirrorAsync(() => Mirror(segment.MirrorB, segment.SegmentId).AppendCommittedAsync(record.Memory));
+                var a = TryAppendAsync(mirrorA, record.Memory);
+                var b = TryAppendAsync(mirrorB, record.Memory);
                 statusA = await a;
                 statusB = await b;
             }
@@ -271,6 +272,35 @@ public sealed partial class VolumeControllerGrain
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
         {
             LogAttachFailed(_name, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// The open segment's two mirror references, built once per segment: building them formats and hashes two string
+    /// keys, which every append would otherwise repeat.
+    /// </summary>
+    private (ILogSegmentGrain A, ILogSegmentGrain B) MirrorsOf(SegmentRecord segment)
+    {
+        if (!ReferenceEquals(_mirrorsOf, segment) || _mirrors is not { } mirrors)
+        {
+            mirrors = (Mirror(segment.MirrorA, segment.SegmentId), Mirror(segment.MirrorB, segment.SegmentId));
+            _mirrors = mirrors;
+            _mirrorsOf = segment;
+        }
+
+        return mirrors;
+    }
+
+    /// <summary>The append path of <see cref="TryMirrorAsync"/>, without a closure per call.</summary>
+    private static async Task<MirrorStatus> TryAppendAsync(ILogSegmentGrain mirror, ReadOnlyMemory<byte> record)
+    {
+        try
+        {
+            return await mirror.AppendCommittedAsync(record);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException or OperationCanceledException)
+        {
+            return MirrorStatus.Faulted;
         }
     }
 
