@@ -194,13 +194,17 @@ public sealed partial class VolumeControllerGrain
             var segment = _segment!;
             var statusA = MirrorStatus.Faulted;
             var statusB = MirrorStatus.Faulted;
+            var started = Stopwatch.GetTimestamp();
+            var (mirrorA, mirrorB) = MirrorsOf(segment);
             using (var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span))
             {
-                var a = TryMirrorAsync(() => Mirror(segment.MirrorA, segment.SegmentId).AppendCommittedAsync(record.Memory));
-                var b = TryMirrorAsync(() => Mirror(segment.MirrorB, segment.SegmentId).AppendCommittedAsync(record.Memory));
+                var a = TryAppendAsync(mirrorA, record.Memory);
+                var b = TryAppendAsync(mirrorB, record.Memory);
                 statusA = await a;
                 statusB = await b;
             }
+
+            ControllerInstruments.MirrorAppendDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
 
             if (statusA == MirrorStatus.Ok && statusB == MirrorStatus.Ok)
             {
@@ -256,16 +260,47 @@ public sealed partial class VolumeControllerGrain
 
     private async Task RotateCoreAsync(SegmentRecord failedSegment, IReadOnlyCollection<string> failedNodes)
     {
+        var started = Stopwatch.GetTimestamp();
         try
         {
             await SealSegmentAsync(failedSegment);
             _sealedSegments.Add(failedSegment with { Sealed = true });
             _segment = await NewSegmentAsync(failedNodes);
             ResetSegmentFill();
+            ControllerInstruments.RotationDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
         {
             LogAttachFailed(_name, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// The open segment's two mirror references, built once per segment: building them formats and hashes two string
+    /// keys, which every append would otherwise repeat.
+    /// </summary>
+    private (ILogSegmentGrain A, ILogSegmentGrain B) MirrorsOf(SegmentRecord segment)
+    {
+        if (!ReferenceEquals(_mirrorsOf, segment) || _mirrors is not { } mirrors)
+        {
+            mirrors = (Mirror(segment.MirrorA, segment.SegmentId), Mirror(segment.MirrorB, segment.SegmentId));
+            _mirrors = mirrors;
+            _mirrorsOf = segment;
+        }
+
+        return mirrors;
+    }
+
+    /// <summary>The append path of <see cref="TryMirrorAsync"/>, without a closure per call.</summary>
+    private static async Task<MirrorStatus> TryAppendAsync(ILogSegmentGrain mirror, ReadOnlyMemory<byte> record)
+    {
+        try
+        {
+            return await mirror.AppendCommittedAsync(record);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException or OperationCanceledException)
+        {
+            return MirrorStatus.Faulted;
         }
     }
 

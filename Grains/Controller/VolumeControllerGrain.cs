@@ -47,6 +47,8 @@ public sealed partial class VolumeControllerGrain(
     private long _leaseRenewedTicks;
     private IGrainTimer? _leaseTimer;
     private Task _rotation = Task.CompletedTask;
+    private SegmentRecord? _mirrorsOf;
+    private (ILogSegmentGrain A, ILogSegmentGrain B)? _mirrors;
     private Converge.Storage.PlacementMap? _placement;
     private HashSet<string> _removedNodes = [];
     private long _placementRefreshedTicks;

@@ -16,6 +16,7 @@ public sealed class LogInstruments : IDisposable
         BatchBytes = _meter.CreateHistogram<int>("converge.log.batch.bytes", "By", "Frame bytes written by one group commit");
         FlushDuration = _meter.CreateHistogram<double>("converge.log.flush.duration", "ms", "Duration of one commit's fdatasync");
         Appends = _meter.CreateCounter<long>("converge.log.appends", "{record}", "Appends by outcome");
+        AppendDuration = _meter.CreateHistogram<double>("converge.log.append.duration", "ms", "From admission to commit of one append (queueing, write and fdatasync)");
     }
 
     public Histogram<int> BatchRecords { get; }
@@ -25,6 +26,8 @@ public sealed class LogInstruments : IDisposable
     public Histogram<double> FlushDuration { get; }
 
     public Counter<long> Appends { get; }
+
+    public Histogram<double> AppendDuration { get; }
 
     public void Dispose() => _meter.Dispose();
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Tasks.Sources;
 using Converge.Log;
 
@@ -27,6 +28,9 @@ internal sealed class PendingAppend : IValueTaskSource<AppendResult>
     public int FrameLengthBytes { get; set; }
 
     public LogAddress Address { get; set; }
+
+    /// <summary>When the append was admitted (<see cref="Stopwatch.GetTimestamp"/>), for the append-duration histogram.</summary>
+    public long AdmittedTimestamp { get; set; }
 
     public ValueTask<AppendResult> AsValueTask() => new(this, _core.Version);
 

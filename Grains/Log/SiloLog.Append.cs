@@ -103,6 +103,7 @@ public sealed partial class SiloLog
         pending.Record = encodedRecord;
         pending.Header = header;
         pending.FrameLengthBytes = frameLength;
+        pending.AdmittedTimestamp = Stopwatch.GetTimestamp();
         _queue.Enqueue(pending);
         if (_queue.Count == 1)
         {

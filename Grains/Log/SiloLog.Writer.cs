@@ -143,8 +143,10 @@ public sealed partial class SiloLog
         _instruments.BatchRecords.Record(batch.Count);
         _instruments.BatchBytes.Record(batchBytes);
         _instruments.Appends.Add(batch.Count, new KeyValuePair<string, object?>("status", nameof(AppendStatus.Ok)));
+        var now = Stopwatch.GetTimestamp();
         foreach (var pending in batch)
         {
+            _instruments.AppendDuration.Record(Stopwatch.GetElapsedTime(pending.AdmittedTimestamp, now).TotalMilliseconds);
             pending.Succeed(new AppendResult(AppendStatus.Ok, pending.Address));
         }
     }

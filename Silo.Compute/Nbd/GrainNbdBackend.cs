@@ -90,7 +90,16 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
 
     public async ValueTask<NbdIoStatus> ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        var reply = await Call(() => controller.ReadAsync(offsetBytes, destination.Length));
+        VolumeReadReply reply;
+        try
+        {
+            reply = await controller.ReadAsync(offsetBytes, destination.Length);
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            return NbdIoStatus.IoError;
+        }
+
         if (reply.Status != IoStatus.Ok)
         {
             return Map(reply.Status);
@@ -100,8 +109,17 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
         return NbdIoStatus.Ok;
     }
 
-    public async ValueTask<NbdIoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) =>
-        Map(await Call(() => controller.WriteAcknowledgedAsync(offsetBytes, source)));
+    public async ValueTask<NbdIoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Map(await controller.WriteAcknowledgedAsync(offsetBytes, source));
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            return NbdIoStatus.IoError;
+        }
+    }
 
     public async ValueTask<NbdIoStatus> WriteZeroesAsync(long offsetBytes, long lengthBytes, bool mayDeallocate, CancellationToken cancellationToken)
     {
@@ -109,7 +127,16 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
         for (var done = 0L; done < lengthBytes; done += MaxZeroChunkBytes)
         {
             var piece = Math.Min(MaxZeroChunkBytes, lengthBytes - done);
-            var status = await Call(() => controller.ZeroAcknowledgedAsync(offsetBytes + done, piece));
+            IoStatus status;
+            try
+            {
+                status = await controller.ZeroAcknowledgedAsync(offsetBytes + done, piece);
+            }
+            catch (Exception e) when (IsUnavailable(e))
+            {
+                return NbdIoStatus.IoError;
+            }
+
             if (status != IoStatus.Ok)
             {
                 return Map(status);
@@ -140,17 +167,8 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
         }
     }
 
-    private static async Task<T> Call<T>(Func<Task<T>> call)
-    {
-        try
-        {
-            return await call();
-        }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
-        {
-            return default(T) is IoStatus ? (T)(object)IoStatus.IoError : (T)(object)new VolumeReadReply(IoStatus.IoError, null);
-        }
-    }
+    /// <summary>The controller could not be reached or did not answer in time: the request fails with EIO.</summary>
+    private static bool IsUnavailable(Exception e) => e is OrleansException or TimeoutException;
 
     private static NbdIoStatus Map(IoStatus status) => status switch
     {

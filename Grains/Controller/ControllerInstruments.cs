@@ -1,0 +1,22 @@
+using System.Diagnostics.Metrics;
+
+namespace Converge.Grains.Controller;
+
+/// <summary>
+/// Metrics of the volume controllers on this node, meter <c>Converge.Controller</c>. One static meter: controllers are
+/// grains, many per silo, and their histograms aggregate per node.
+/// </summary>
+internal static class ControllerInstruments
+{
+    public const string MeterName = "Converge.Controller";
+
+    private static readonly Meter Meter = new(MeterName);
+
+    /// <summary>One record sent to both mirrors until both answered (one attempt; a rotation starts another).</summary>
+    public static readonly Histogram<double> MirrorAppendDuration =
+        Meter.CreateHistogram<double>("converge.controller.mirror_append.duration", "ms", "Both mirrors' append of one record, one attempt");
+
+    /// <summary>Sealing the open segment and opening the next; appends wait for it.</summary>
+    public static readonly Histogram<double> RotationDuration =
+        Meter.CreateHistogram<double>("converge.controller.rotation.duration", "ms", "Seal of the open segment and opening of the next");
+}
