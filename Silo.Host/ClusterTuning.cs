@@ -8,9 +8,6 @@ namespace Converge.Hosting;
 /// </summary>
 public static class ClusterTuning
 {
-    /// <summary>TCP connections from this silo to each other silo.</summary>
-    public const int DataConnectionsPerSilo = 4;
-
     public static void Apply(ISiloBuilder silo)
     {
         silo.Configure<ClusterMembershipOptions>(o =>
@@ -23,10 +20,5 @@ public static class ClusterTuning
             o.DefunctSiloExpiration = TimeSpan.FromMinutes(10);
         });
         silo.Configure<MessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(10));
-
-        // Appends carry up to 256 KiB each to both mirrors: over one connection per silo pair they queue behind each
-        // other (measured: the transfer, not the log, was most of a 1 MiB write's latency). Several connections carry
-        // them side by side; Orleans orders nothing across messages, so nothing relies on one connection.
-        silo.Configure<ConnectionOptions>(o => o.ConnectionsPerEndpoint = DataConnectionsPerSilo);
     }
 }
