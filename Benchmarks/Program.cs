@@ -17,5 +17,12 @@ if (args.Length > 0 && args[0] == "clientwrite")
     return await ClientWriteBenchmark.RunAsync(seconds, args.Contains("--record"));
 }
 
+// `clientread [seconds] [--record]` measures 4 KiB reads through the client API from each tier of the read path.
+if (args.Length > 0 && args[0] == "clientread")
+{
+    var seconds = args.Length > 1 && int.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 10;
+    return await ClientReadBenchmark.RunAsync(seconds, args.Contains("--record"));
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(CodecBenchmarks).Assembly).Run(args);
 return 0;
