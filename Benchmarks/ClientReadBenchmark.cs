@@ -29,9 +29,11 @@ public static class ClientReadBenchmark
         var data = Path.Combine(Path.GetTempPath(), "converge-clientread-" + Guid.NewGuid().ToString("N")[..8]);
         var offset = ClusterLayout.FindFreePortOffset(7300, 20, 2, 2)
             ?? throw new InvalidOperationException("no free block of loopback ports for the benchmark cluster");
-        // Silos read CONVERGE_* settings from the environment they inherit: a small RAM cache puts the wide set on flash.
-        Environment.SetEnvironmentVariable("CONVERGE_cache-ram-mb", RamCacheMb.ToString(CultureInfo.InvariantCulture));
-        var cluster = new LocalCluster(root, data, TextWriter.Null);
+        // A small RAM cache puts the wide set on flash.
+        var cluster = new LocalCluster(root, data, TextWriter.Null)
+        {
+            ExtraSiloArguments = ["--cache-ram-mb", RamCacheMb.ToString(CultureInfo.InvariantCulture)],
+        };
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(15));
         try
         {
@@ -86,7 +88,6 @@ public static class ClientReadBenchmark
         }
         finally
         {
-            Environment.SetEnvironmentVariable("CONVERGE_cache-ram-mb", null);
             await cluster.DownAsync();
             try
             {

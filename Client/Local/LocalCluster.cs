@@ -21,6 +21,9 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
 
     public string DataDirectory { get; } = Path.GetFullPath(dataDirectory);
 
+    /// <summary>Options added to every silo's command line (benchmarks size the caches with them).</summary>
+    public IReadOnlyList<string> ExtraSiloArguments { get; init; } = [];
+
     public ClusterLayout? Layout { get; private set; } = ClusterLayout.Load(Path.GetFullPath(dataDirectory));
 
     public string LogPath(string node) => Path.Combine(DataDirectory, "logs", node + ".log");
@@ -253,6 +256,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             arguments.Add(layout.PostgresConnectionString);
         }
 
+        arguments.AddRange(ExtraSiloArguments);
         node.Pid = SiloProcess.Start(dll, arguments, LogPath(node.Name), wrapper);
         progress.WriteLine($"  started {node.Name} (pid {node.Pid})");
     }
