@@ -35,7 +35,9 @@ public sealed class ClusterView(IClusterMembershipService membership, ISiloMetad
             }
 
             var meta = metadata.GetSiloMetadata(member.SiloAddress).Metadata;
-            if (meta.TryGetValue(NodeRoles.RoleKey, out var r) && r == role && meta.TryGetValue(NodeRoles.NodeKey, out var node))
+            // A restarted node is listed twice until membership declares its old incarnation dead: one name, one node.
+            if (meta.TryGetValue(NodeRoles.RoleKey, out var r) && r == role && meta.TryGetValue(NodeRoles.NodeKey, out var node)
+                && !nodes.Contains(node, StringComparer.Ordinal))
             {
                 nodes.Add(node);
             }
