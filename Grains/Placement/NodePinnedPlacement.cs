@@ -18,21 +18,24 @@ public sealed class NodePinnedPlacement : PlacementStrategy
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
 public sealed class NodePinnedPlacementAttribute() : PlacementAttribute(NodePinnedPlacement.Instance);
 
-/// <summary>Chooses the one silo whose node-name metadata equals the node in the grain key.</summary>
+/// <summary>Chooses the silo whose node-name metadata equals the node in the grain key (its newest incarnation).</summary>
 public sealed class NodePinnedPlacementDirector(ISiloMetadataCache metadata) : IPlacementDirector
 {
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
         var key = target.GrainIdentity.Key.ToString() ?? "";
         var node = NodeRoles.NodeOfPinnedKey(key);
+        SiloAddress? chosen = null;
         foreach (var silo in context.GetCompatibleSilos(target))
         {
-            if (metadata.GetSiloMetadata(silo).Metadata.TryGetValue(NodeRoles.NodeKey, out var siloNode) && siloNode == node)
+            // A restarted node has two incarnations until membership declares the old one dead: the newest is the node.
+            if (metadata.GetSiloMetadata(silo).Metadata.TryGetValue(NodeRoles.NodeKey, out var siloNode) && siloNode == node
+                && (chosen is null || silo.Generation > chosen.Generation))
             {
-                return Task.FromResult(silo);
+                chosen = silo;
             }
         }
 
-        throw new NodeUnavailableException(node, target.GrainIdentity.ToString());
+        return chosen is not null ? Task.FromResult(chosen) : throw new NodeUnavailableException(node, target.GrainIdentity.ToString());
     }
 }

@@ -24,7 +24,10 @@ internal sealed partial class ReadModelRun
         while (true)
         {
             probes++;
+            // Evicted on both nodes: otherwise a block written before the last move comes from the previous holder's
+            // cache (a peer hit, neither log nor extents) and the probe would wait for a tier it is never sent to.
             await CacheOf(_holder).EvictAsync(volume, _lastWrittenBlock * BlockBytes, BlockBytes);
+            await CacheOf(Other).EvictAsync(volume, _lastWrittenBlock * BlockBytes, BlockBytes);
             var before = await ReadPathSupport.StatsAsync(cluster, _holder);
             var offset = _lastWrittenBlock * BlockBytes;
             var expect = new ReadExpectation(_model, offset, BlockBytes, []);
