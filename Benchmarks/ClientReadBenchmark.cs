@@ -198,7 +198,7 @@ public static class ClientReadBenchmark
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"## {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: read path per tier (`dotnet run -c Release --project Benchmarks -- clientread {seconds}`)");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Commit `{GitHead()}`; {Environment.ProcessorCount} CPUs; 2 compute + 2 storage silos, RAM cache {RamCacheMb} MiB per compute node; 4 KiB random reads through `VolumeHandle.ReadAsync` (client -> gateway -> controller), each block at most once per pass, at most {seconds} s per pass. RAM: an 8 MiB set on the node that wrote it; flash: a 64 MiB set (4x the RAM cache) on that node; peer: the 64 MiB set on the other compute node right after the volume moved there, its own cache emptied before each pass; storage: both nodes' caches emptied. \"Served by\" is the split of the reading node's counters over the pass. Load average at end {LoadAverage()}.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Commit `{BenchmarkEnvironment.GitHead()}`; {Environment.ProcessorCount} CPUs; 2 compute + 2 storage silos, RAM cache {RamCacheMb} MiB per compute node; 4 KiB random reads through `VolumeHandle.ReadAsync` (client -> gateway -> controller), each block at most once per pass, at most {seconds} s per pass. RAM: an 8 MiB set on the node that wrote it; flash: a 64 MiB set (4x the RAM cache) on that node; peer: the 64 MiB set on the other compute node right after the volume moved there, its own cache emptied before each pass; storage: both nodes' caches emptied. \"Served by\" is the split of the reading node's counters over the pass. Load average at end {BenchmarkEnvironment.LoadAverage()}.");
         text.AppendLine();
         text.AppendLine("| tier | qd | IOPS | p50 us | p99 us | served by | failed |");
         text.AppendLine("| --- | ---: | ---: | ---: | ---: | --- | ---: |");
@@ -208,32 +208,5 @@ public static class ClientReadBenchmark
         }
 
         return text.ToString();
-    }
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
-        }
-        catch (IOException)
-        {
-            return "unknown";
-        }
-    }
-
-    private static string GitHead()
-    {
-        try
-        {
-            using var git = Process.Start(new ProcessStartInfo("git", "rev-parse --short HEAD") { RedirectStandardOutput = true, UseShellExecute = false });
-            var text = git!.StandardOutput.ReadToEnd().Trim();
-            git.WaitForExit();
-            return text;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return "unknown";
-        }
     }
 }

@@ -145,11 +145,11 @@ public static class ClientWriteBenchmark
 
     private static string Section(int seconds, List<string> rows)
     {
-        var commit = Git("rev-parse --short HEAD");
+        var commit = BenchmarkEnvironment.GitHead();
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"## {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: client-API write benchmark (`dotnet run -c Release --project Benchmarks -- clientwrite {seconds}`)");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Commit `{commit}`; {Environment.ProcessorCount} CPUs; 1 compute + 3 storage silos (fsync NVRAM), 4 KiB random writes over a 256 MiB range of a 1 GiB volume through `VolumeHandle.WriteAsync`, {seconds} s per queue depth; load average at end {LoadAverage()}. Batch = records per group commit (one write + one fdatasync) summed over the three storage logs.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Commit `{commit}`; {Environment.ProcessorCount} CPUs; 1 compute + 3 storage silos (fsync NVRAM), 4 KiB random writes over a 256 MiB range of a 1 GiB volume through `VolumeHandle.WriteAsync`, {seconds} s per queue depth; load average at end {BenchmarkEnvironment.LoadAverage()}. Batch = records per group commit (one write + one fdatasync) summed over the three storage logs.");
         text.AppendLine();
         text.AppendLine("| system | IOPS | p50 us | p99 us | records per fdatasync | failed |");
         text.AppendLine("| --- | ---: | ---: | ---: | --- | ---: |");
@@ -159,32 +159,5 @@ public static class ClientWriteBenchmark
         }
 
         return text.ToString();
-    }
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
-        }
-        catch (IOException)
-        {
-            return "unknown";
-        }
-    }
-
-    private static string Git(string arguments)
-    {
-        try
-        {
-            using var git = Process.Start(new ProcessStartInfo("git", arguments) { RedirectStandardOutput = true, UseShellExecute = false });
-            var text = git!.StandardOutput.ReadToEnd().Trim();
-            git.WaitForExit();
-            return text;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return "unknown";
-        }
     }
 }

@@ -140,20 +140,7 @@ public sealed class MirrorFaultTests(WritePathCluster cluster, ITestOutputHelper
         // A restart recovers the log: everything committed before the fault is served, and it takes appends again.
         await cluster.RestartAsync(victim);
         // Calls may still be routed to the killed instance until membership has declared it dead: bounded retries.
-        await TestCluster.WaitUntilAsync(
-            async () =>
-            {
-                try
-                {
-                    return !(await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned;
-                }
-                catch (Exception e) when (e is OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
-                {
-                    return false;
-                }
-            },
-            Patience,
-            $"{victim} to serve an unpoisoned log after its restart");
+        await cluster.WaitUntilLogHealthyAsync(victim, Patience);
         await model.VerifyAsync(volume, $"after {victim} restarted");
     }
 

@@ -85,20 +85,7 @@ public sealed class StraceEioTests(WritePathCluster cluster, ITestOutputHelper o
             await cluster.RestartAsync(victim);
         }
 
-        await TestCluster.WaitUntilAsync(
-            async () =>
-            {
-                try
-                {
-                    return !(await cluster.NodeGrain(victim).GetLogStatsAsync()).Poisoned;
-                }
-                catch (Exception e) when (e is OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
-                {
-                    return false;
-                }
-            },
-            Patience,
-            $"{victim} to serve an unpoisoned log after a restart without strace");
+        await cluster.WaitUntilLogHealthyAsync(victim, Patience);
         await model.VerifyAsync(volume, $"after {victim} restarted without faults");
     }
 

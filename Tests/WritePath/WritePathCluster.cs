@@ -73,6 +73,23 @@ public sealed class WritePathCluster : IAsyncLifetime
         await Cluster.Local.StartNodeAsync(node, timeout.Token, wrapper);
     }
 
+    /// <summary>Waits (bounded) until a restarted node answers with an unpoisoned log; calls may reach its old instance first.</summary>
+    public Task WaitUntilLogHealthyAsync(string node, TimeSpan patience) =>
+        TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                try
+                {
+                    return !(await NodeGrain(node).GetLogStatsAsync()).Poisoned;
+                }
+                catch (Exception e) when (e is Orleans.Runtime.OrleansException or TimeoutException or Converge.Grains.Placement.NodeUnavailableException)
+                {
+                    return false;
+                }
+            },
+            patience,
+            $"{node} to serve an unpoisoned log after its restart");
+
     /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
     public async Task<SegmentRecord> OpenSegmentAsync(string volume)
     {
