@@ -40,10 +40,13 @@ public sealed class VolumeSession(IClusterClient cluster, string volumeName, str
             {
                 await Task.Delay(TransientDelay);
             }
-            catch (VolumeIoException e) when (e.Error == nameof(Converge.Volumes.VolumeError.AttachedElsewhere) && attempt < MaxTransientRetries)
+            catch (VolumeIoException e) when (attempt < MaxTransientRetries
+                && (e.Error == nameof(Converge.Volumes.VolumeError.AttachedElsewhere)
+                    || (e.Error == nameof(Converge.Volumes.VolumeError.InvalidNode) && e.Message.StartsWith("cannot attach", StringComparison.Ordinal))))
             {
                 // The previous holder's graceful detach did not reach the control plane (a silo had just died): its
-                // lease (10 s) lapses on its own, within the retry budget (40 x 0.5 s).
+                // lease (10 s) lapses on its own, within the retry budget (40 x 0.5 s). Or the attach's recovery met a
+                // silo that had just died (the attach was undone): an NBD client would reconnect the same way.
                 await Task.Delay(TransientDelay);
             }
         }
