@@ -76,27 +76,13 @@ public static class ClientReadBenchmark
                 rows.Add(await MeasureAsync(client, "storage (caches dropped)", moved, "compute-2", WideOffset, WideBytes, depth, seconds, ["compute-1", "compute-2"]));
             }
 
-            var section = Section(seconds, rows);
-            Console.WriteLine(section);
-            if (record)
-            {
-                await File.AppendAllTextAsync(Path.Combine(root, "BENCHMARKS.md"), "\n" + section);
-                Console.Error.WriteLine("clientread: appended to BENCHMARKS.md");
-            }
+            await BenchmarkEnvironment.PublishAsync(root, "clientread", Section(seconds, rows), record);
 
             return 0;
         }
         finally
         {
-            await cluster.DownAsync();
-            try
-            {
-                Directory.Delete(data, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A file still held by a dying process: the temp directory is left behind.
-            }
+            await BenchmarkEnvironment.TearDownAsync(cluster, data);
         }
     }
 

@@ -61,27 +61,13 @@ public static class ClientWriteBenchmark
             var disk = await fio.RunAsync(new FioJob("disk-write-4k-fdatasync", "write", BlockBytes, 1), new FioTarget.DiskFile(Path.Combine(data, "disk-baseline.dat")), 64L << 20, seconds, cancel.Token);
             rows.Add(Row("disk: fio --rw=write --bs=4k --fdatasync=1 --direct=1", disk.Iops, disk.ClatP50Us + (disk.SyncP50Us ?? 0), disk.ClatP99Us, "1 (one fdatasync per write)", 0));
 
-            var section = Section(seconds, rows);
-            Console.WriteLine(section);
-            if (record)
-            {
-                await File.AppendAllTextAsync(Path.Combine(root, "BENCHMARKS.md"), "\n" + section);
-                Console.Error.WriteLine("clientwrite: appended to BENCHMARKS.md");
-            }
+            await BenchmarkEnvironment.PublishAsync(root, "clientwrite", Section(seconds, rows), record);
 
             return 0;
         }
         finally
         {
-            await cluster.DownAsync();
-            try
-            {
-                Directory.Delete(data, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A file still held by a dying process: the temp directory is left behind.
-            }
+            await BenchmarkEnvironment.TearDownAsync(cluster, data);
         }
     }
 
