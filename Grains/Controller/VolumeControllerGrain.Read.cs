@@ -57,7 +57,7 @@ public sealed partial class VolumeControllerGrain
     /// Reads whole blocks, each from the first tier that can prove it current: this node's cache (RAM, then flash), the
     /// previous holder's cache (see <see cref="ReadFromPeerAsync"/>), then storage. A block with a dirty entry is read
     /// from the cache when its LSN matches, else from a mirror of the segment holding that version (one call per run
-    /// from the same record), and from the extent replicas once the log answers Gone (destaged), accepting only extent
+    /// from the same record), and from the extent replicas once no mirror serves that LSN and one answers Gone, accepting only extent
     /// blocks at least that new. A block with no dirty entry was destaged or never written: it comes from a cache or the
     /// extent replicas (which answer zeros for holes).
     /// </summary>
@@ -154,7 +154,8 @@ public sealed partial class VolumeControllerGrain
             counters.LogLatency.RecordSince(started);
             if (reply.Status == MirrorStatus.Gone)
             {
-                // Destaged and reclaimed on both mirrors: the extents hold this version (or a newer one).
+                // No mirror served the LSN and one said Gone (destaged there, or never given that record): the extents
+                // are tried, and only a version at least this new is taken; otherwise the read fails rather than go back.
                 if (!await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock))
                 {
                     return IoStatus.IoError;
