@@ -30,8 +30,8 @@ public sealed class DrillModel
     private long _lostWrites;
     private long _wrongReads;
 
-    /// <summary>Called with each problem as it is found (the drill prints it at once, with the time).</summary>
-    public Action<string>? OnProblem { get; set; }
+    /// <summary>Called with each problem's block and description as it is found (the drill prints it at once).</summary>
+    public Action<long, string>? OnProblem { get; set; }
 
     public DrillModel(Guid volumeId, long blockCount)
     {
@@ -131,7 +131,7 @@ public sealed class DrillModel
 
         if (keep)
         {
-            OnProblem?.Invoke(message);
+            OnProblem?.Invoke(block, message);
         }
 
         return verdict;

@@ -3,6 +3,7 @@ using System.Globalization;
 using Converge.Client.Bench;
 using Converge.Client.Local;
 using Converge.Cluster;
+using Converge.DataPath;
 using Converge.Volumes;
 
 namespace Converge.Client.Drill;
@@ -70,10 +71,14 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
 
         var model = new DrillModel(created.Volume.VolumeId, options.WorkingSetBlocks)
         {
-            OnProblem = problem => progress.WriteLine($"drill: PROBLEM {problem}"),
         };
         var recovery = new RecoveryClock();
         await using var volume = new DrillVolume(client.Cluster, VolumeName, cluster.Layout!.OfRole(NodeRoles.Compute).First().Name);
+        model.OnProblem = (block, problem) =>
+        {
+            progress.WriteLine($"drill: PROBLEM {problem}");
+            _ = DescribeBlockAsync(client.Cluster, volume.Holder, model, block);
+        };
         var workload = new DrillWorkload(volume, model, recovery, options.Writers, options.Readers, options.Seed);
         var context = new FaultContext(cluster, volume, recovery, line => progress.WriteLine($"drill: {line}"));
         var kinds = Kinds ?? FaultScheduler.DefaultKinds(options.Duration);
@@ -163,6 +168,34 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
         catch (IOException e)
         {
             progress.WriteLine($"drill: could not remove {directory}: {e.Message}");
+        }
+    }
+
+    /// <summary>Prints every copy of a block found wrong, as the holder's controller sees it, with the version each holds.</summary>
+    private async Task DescribeBlockAsync(IClusterClient client, string holder, DrillModel model, long block)
+    {
+        try
+        {
+            var copies = await client.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey(holder, VolumeName)).DescribeBlockAsync(block);
+            var lines = new System.Text.StringBuilder();
+            lines.Append(CultureInfo.InvariantCulture, $"drill: block {block} as {holder} sees it now:");
+            foreach (var copy in copies)
+            {
+                var version = "";
+                if (copy.Data is { Length: >= BlockStamp.BlockBytes } data)
+                {
+                    var state = BlockStamp.Inspect(data.AsSpan(0, BlockStamp.BlockBytes), model.VolumeId, block * BlockStamp.BlockBytes, out var v);
+                    version = state == StampState.Valid ? $" version {v}" : $" {state}";
+                }
+
+                lines.Append(CultureInfo.InvariantCulture, $"\n    {copy.Source}: lsn {copy.Lsn}{version} {copy.Note}");
+            }
+
+            progress.WriteLine(lines.ToString());
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException or InvalidOperationException)
+        {
+            progress.WriteLine($"drill: could not describe block {block}: {e.Message}");
         }
     }
 }

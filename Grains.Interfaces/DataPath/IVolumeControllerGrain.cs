@@ -56,4 +56,19 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
 
     [Alias("Read"), ResponseTimeout("00:00:10")]
     Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes);
+
+    /// <summary>
+    /// Diagnostics: every copy of one block this controller can see (its dirty entry, the cache, the log mirrors of the
+    /// dirty segment, each extent replica), each with its LSN and data. Changes nothing; for drills and support.
+    /// </summary>
+    [Alias("DescribeBlock"), ResponseTimeout("00:00:20")]
+    Task<BlockCopy[]> DescribeBlockAsync(long block);
 }
+
+/// <summary>One copy of a block as <see cref="IVolumeControllerGrain.DescribeBlockAsync"/> found it.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.BlockCopy")]
+public sealed record BlockCopy(
+    [property: Id(0)] string Source,
+    [property: Id(1)] string Lsn,
+    [property: Id(2)] byte[]? Data,
+    [property: Id(3)] string Note);

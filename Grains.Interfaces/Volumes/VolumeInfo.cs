@@ -50,7 +50,8 @@ public sealed record Attachment(
     [property: Id(1)] string Node,
     [property: Id(2)] ulong Epoch,
     [property: Id(3)] int LeaseMs,
-    [property: Id(4)] string? PreviousHolder = null);
+    [property: Id(4)] string? PreviousHolder = null,
+    [property: Id(5)] ulong PreviousEpoch = 0);
 
 [GenerateSerializer, Immutable, Alias("Converge.AttachResult")]
 public sealed record AttachResult(

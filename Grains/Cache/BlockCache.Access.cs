@@ -115,6 +115,16 @@ public sealed partial class BlockCache
         }
     }
 
+    /// <summary>The attachment epoch under which this node last held the volume (0: never, since this process started).</summary>
+    public ulong HeldEpoch(Guid volumeId) => _heldEpochs.TryGetValue(volumeId, out var epoch) ? epoch : 0;
+
+    /// <summary>
+    /// Records that this node holds the volume at <paramref name="epoch"/>. A later attachment keeps the cache only if
+    /// its previous epoch is this one: any attachment in between (another node's, or one without a controller) may
+    /// have written what the cache still holds.
+    /// </summary>
+    public void NoteHeld(Guid volumeId, ulong epoch) => _heldEpochs[volumeId] = epoch;
+
     /// <summary>Drops every block of a volume from every tier (its holder changed while this node was not watching).</summary>
     public void DropVolume(Guid volumeId)
     {

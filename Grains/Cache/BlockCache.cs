@@ -14,6 +14,7 @@ namespace Converge.Grains.Cache;
 public sealed partial class BlockCache : IRamEvictionSink, IAsyncDisposable, IDisposable
 {
     private readonly RamShard[] _shards;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, ulong> _heldEpochs = new();
     private readonly int _shardMask;
     private readonly FlashTier? _flash;
     private readonly CacheInstruments? _instruments;

@@ -130,15 +130,27 @@ public sealed partial class VolumeControllerGrain
                 runEnd++;
             }
 
-            var runBlocks = (int)(runEnd - block);
-            if (dirty.Recovered && await ReadExtentsIntoAsync(block, runBlocks, dirty.Lsn, result, firstBlock))
+            if (dirty.Recovered)
             {
-                // Rebuilt at attach from a segment that may have been overtaken by a newer, already destaged one: the
-                // extents hold this version or a newer one, so the entry has nothing left to say.
-                ForgetDirty(block, runEnd, dirty.Lsn);
-                block = runEnd;
-                continue;
+                // Rebuilt at attach from a segment that may have been overtaken by a newer one already destaged (and
+                // gone from the catalogue): only the extents can tell. Until one replica answers, the log's copy may
+                // be older than an acknowledged write, so the read fails rather than serve it.
+                var (served, confirmed) = await SettleRecoveredAsync(block, (int)(runEnd - block), dirty.Lsn, result, firstBlock);
+                if (served > 0)
+                {
+                    block += served;
+                    continue;
+                }
+
+                if (confirmed == 0)
+                {
+                    return IoStatus.IoError;
+                }
+
+                runEnd = block + confirmed;
             }
+
+            var runBlocks = (int)(runEnd - block);
 
             if (dirty.Zero)
             {
@@ -201,6 +213,63 @@ public sealed partial class VolumeControllerGrain
         }
 
         return runEnd;
+    }
+
+    /// <summary>
+    /// Decides the leading blocks of a run of recovered dirty entries at <paramref name="lsn"/> by asking an extent
+    /// replica. Blocks whose extent version is at least <paramref name="lsn"/> are served from it and their entries
+    /// forgotten (<c>Served</c>). Otherwise the leading blocks whose extent version is older keep their entries, now
+    /// confirmed current (<c>Confirmed</c>): every newer version would either have a dirty entry of its own or, being
+    /// destaged, be in both replicas. Neither (both zero) when no replica answered.
+    /// </summary>
+    private async Task<(int Served, int Confirmed)> SettleRecoveredAsync(long block, int count, Lsn lsn, byte[] result, long resultFirstBlock)
+    {
+        var bs = BlockSizeBytes;
+        var blocksPerExtent = _placement!.BlocksPerExtent;
+        var pieceCount = (int)Math.Min(count, ((block / blocksPerExtent) + 1) * blocksPerExtent - block);
+        var started = Stopwatch.GetTimestamp();
+        var reply = await ReadReplicaAsync(block, pieceCount, default);
+        cache.Counters.ExtentLatency.RecordSince(started);
+        if (reply is null)
+        {
+            return (0, 0);
+        }
+
+        var newer = 0;
+        while (newer < pieceCount && reply.Blocks[newer].Lsn >= lsn)
+        {
+            newer++;
+        }
+
+        if (newer > 0)
+        {
+            CountExtentRead(reply, newer);
+            reply.Data.AsSpan(0, newer * bs).CopyTo(result.AsSpan((int)((block - resultFirstBlock) * bs)));
+            for (var i = 0; i < newer; i++)
+            {
+                var extentBlock = reply.Blocks[i];
+                if (extentBlock.State == Converge.Storage.ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var now) || now.Lsn <= extentBlock.Lsn))
+                {
+                    cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
+                }
+            }
+
+            ForgetDirty(block, block + newer, lsn);
+            return (newer, 0);
+        }
+
+        var older = 0;
+        while (older < pieceCount && reply.Blocks[older].Lsn < lsn)
+        {
+            if (_dirty.TryGetValue(block + older, out var entry) && entry.Lsn == lsn && entry.Recovered)
+            {
+                _dirty[block + older] = entry with { Recovered = false };
+            }
+
+            older++;
+        }
+
+        return (0, older);
     }
 
     /// <summary>Drops dirty entries of a run that the extents proved destaged, unless a newer write replaced them meanwhile.</summary>

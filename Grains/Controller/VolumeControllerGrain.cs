@@ -123,11 +123,14 @@ public sealed partial class VolumeControllerGrain(
         _lost = false;
         _leaseRenewedTicks = Stopwatch.GetTimestamp();
         _dirty.Clear();
-        if (previousHolder is not null && previousHolder != localNode.Name)
+        if (cache.HeldEpoch(VolumeId) != attach.Attachment.PreviousEpoch)
         {
-            // Another node wrote since this node last held the volume: nothing cached here can be proven current.
+            // This node did not hold the attachment just before this one (another node did, or an attach without a
+            // controller, such as a forced move, came in between): nothing cached here can be proven current.
             cache.DropVolume(VolumeId);
         }
+
+        cache.NoteHeld(VolumeId, attach.Attachment.Epoch);
 
         ResetPeer(previousHolder);
 

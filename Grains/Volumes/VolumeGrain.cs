@@ -142,13 +142,14 @@ public sealed partial class VolumeGrain(
             }
         }
 
+        var previousEpoch = state.State.Epoch;
         state.State.Epoch++;
         state.State.AttachedNode = node;
         state.State.LastHolder = node;
         await state.WriteStateAsync();
         _leaseRenewedTicks = Stopwatch.GetTimestamp();
         LogAttached(Name, node, state.State.Epoch, previous);
-        return new AttachResult(VolumeError.None, "", new Attachment(Snapshot(), node, state.State.Epoch, LeaseMs, previous));
+        return new AttachResult(VolumeError.None, "", new Attachment(Snapshot(), node, state.State.Epoch, LeaseMs, previous, previousEpoch));
     }
 
     public Task<AttachResult> RenewLeaseAsync(string node, ulong epoch)

@@ -129,6 +129,78 @@ public sealed class PeerReadTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// An attach without a controller (a forced move from the CLI, or the drill's) between another node's writes and
+    /// this node's open makes this node its own "previous holder": its cache, written before the other node's
+    /// overwrite, must still be dropped, or the destaged (clean) blocks would be served from the stale copy.
+    /// </summary>
+    [Fact]
+    public async Task ForcedAttachBetweenHolders_DropsTheStaleCache_ButAPlainReopenKeepsIt()
+    {
+        await using var c = await TestCluster.StartAsync(output, compute: 2, storage: 2);
+        await using var client = await c.ConnectAsync();
+        var cluster = client.Cluster;
+        await CreateAsync(cluster, "forced");
+        await using (var v = await VolumeHandle.OpenAsync(cluster, "forced", "compute-1"))
+        {
+            await WriteAsync(v, 0, 16, 1);
+            await ReadExpectAsync(v, 0, 16, 1);
+        }
+
+        await using (var v = await VolumeHandle.OpenAsync(cluster, "forced", "compute-2"))
+        {
+            await WriteAsync(v, 0, 16, 2);
+        }
+
+        // Version 2 destaged on both mirrors, so the next attach rebuilds no dirty entry for these blocks.
+        var volume = cluster.GetGrain<Converge.Volumes.IVolumeGrain>("forced");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            var pending = 0;
+            foreach (var segment in await volume.GetSegmentsAsync())
+            {
+                foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
+                {
+                    var mirror = cluster.GetGrain<ILogSegmentGrain>(Converge.Cluster.NodeRoles.PinnedKey(node, segment.SegmentId.ToString("N")));
+                    pending += await mirror.IsDestagedAsync() ? 0 : 1;
+                }
+            }
+
+            if (pending == 0)
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"{pending} segment copies still not destaged 60 s after the writes");
+            await Task.Delay(250);
+        }
+
+        var forced = await volume.AttachAsync("compute-1", force: true);
+        Assert.True(forced.Ok, forced.Message);
+        await using (var v = await VolumeHandle.OpenAsync(cluster, "forced", "compute-1"))
+        {
+            await ReadExpectAsync(v, 0, 16, 2);
+            var copies = await cluster.GetGrain<IVolumeControllerGrain>(Converge.Cluster.NodeRoles.PinnedKey("compute-1", "forced")).DescribeBlockAsync(3);
+            Assert.Contains(copies, x => x.Source == "dirty map" && x.Note.StartsWith("clean", StringComparison.Ordinal));
+            var extents = copies.Where(x => x.Source.StartsWith("extent ", StringComparison.Ordinal)).ToArray();
+            Assert.Equal(2, extents.Length);
+            Assert.All(extents, x => Assert.Null(Converge.Tests.WritePath.BlockPattern.Check(x.Data ?? [], 7, 3, 2, 2)));
+            var cached = Assert.Single(copies, x => x.Source == "cache");
+            Assert.Equal(extents[0].Lsn, cached.Lsn);
+        }
+
+        // Nobody attached in between: the cache is kept and serves every block.
+        await using (var v = await VolumeHandle.OpenAsync(cluster, "forced", "compute-1"))
+        {
+            var before = await StatsAsync(cluster, "compute-1");
+            await ReadExpectAsync(v, 0, 16, 2);
+            var after = await StatsAsync(cluster, "compute-1");
+            Assert.Equal(before.RamHits + 16, after.RamHits);
+            Assert.Equal(before.StorageReads, after.StorageReads);
+        }
+    }
+
     [Fact]
     public async Task KilledHolder_TakeoverReadsEveryAcknowledgedWrite_ThenHitsItsOwnRam()
     {
