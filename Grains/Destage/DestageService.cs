@@ -62,6 +62,7 @@ public sealed partial class DestageService(
         {
             try
             {
+                await SealRecoveredAsync();
                 var due = DueSegments();
                 if (due.Count > 0)
                 {
@@ -75,6 +76,42 @@ public sealed partial class DestageService(
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Seals segments this node recovered unsealed at start (a mirror that was down when its writer sealed the segment,
+    /// or whose seal record was lost with its chunk). Such a copy takes no more appends (the writer moved on), so
+    /// nobody else would seal it: left alone it would never be destaged, pin its log chunks for good and keep the
+    /// segment in the volume's catalogue. The seal record carries the volume's fence epoch when that is newer, since
+    /// an older one is refused.
+    /// </summary>
+    private async Task SealRecoveredAsync()
+    {
+        if (fence.IsRemoved)
+        {
+            return;
+        }
+
+        var log = nodeLog.Log;
+        foreach (var id in log.GetSegmentIds())
+        {
+            if (!nodeLog.WasRecovered(id) || log.GetSegment(id) is not { IsSealed: false, IsDestaged: false } info)
+            {
+                continue;
+            }
+
+            var epoch = Math.Max(info.Epoch, log.GetFenceEpoch(info.VolumeId) ?? 0);
+            try
+            {
+                var result = await log.SealAsync(id, info.VolumeId, epoch);
+                LogSealedRecovered(localNode.Name, id, info.VolumeId, result.Status.ToString());
+            }
+            catch (Converge.Grains.Io.StorageFaultException e)
+            {
+                LogDeferred(localNode.Name, id, PollInterval.TotalMilliseconds, e.Message);
+                return;
             }
         }
     }
@@ -145,6 +182,9 @@ public sealed partial class DestageService(
             Interlocked.Add(ref _busyTicks, Stopwatch.GetTimestamp() - started);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node}: sealed segment {SegmentId} of volume {VolumeId}, recovered unsealed at start ({Status})")]
+    private partial void LogSealedRecovered(string node, Guid segmentId, Guid volumeId, string status);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node} started")]
     private partial void LogStarted(string node);

@@ -191,6 +191,17 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         }
 
         await model.VerifyAsync(cold, $"{name}: after more writes");
+
+        // The victim came back with its copy of the old segment unsealed (the writer sealed it on the other mirror
+        // only): it seals and destages that copy itself, so the segment leaves its log and the volume's catalogue.
+        var copy = cluster.Grains.GetGrain<ILogSegmentGrain>(Converge.Cluster.NodeRoles.PinnedKey(open.MirrorA, open.SegmentId.ToString("N")));
+        var catalogue = cluster.Grains.GetGrain<Converge.Volumes.IVolumeGrain>(name);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (!await copy.IsDestagedAsync() || (await catalogue.GetSegmentsAsync()).Any(s => s.SegmentId == open.SegmentId))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{name}: segment {open.SegmentId} still undestaged on {open.MirrorA} or still catalogued 90 s after its restart");
+            await Task.Delay(250);
+        }
     }
 
     private static (string Path, long LastByte) NewestChunk(string logDirectory)
