@@ -139,7 +139,7 @@ public sealed partial class VolumeControllerGrain
         }
     }
 
-    /// <summary>Chooses two distinct live storage nodes and records the segment in the catalogue before its first append.</summary>
+    /// <summary>Chooses two distinct live storage nodes (see <see cref="ChooseMirrorsAsync"/>) and records the segment in the catalogue before its first append.</summary>
     private async Task<SegmentRecord> NewSegmentAsync(IReadOnlyCollection<string> exclude)
     {
         var live = await clusterView.WaitForActiveNodesAsync(NodeRoles.Storage, 2, TimeSpan.FromSeconds(5));
@@ -154,9 +154,8 @@ public sealed partial class VolumeControllerGrain
             throw new DataPathException($"writes need two live storage nodes; {live.Count} are active");
         }
 
-        var a = Random.Shared.Next(candidates.Count);
-        var b = (a + 1 + Random.Shared.Next(candidates.Count - 1)) % candidates.Count;
-        var segment = new SegmentRecord(Guid.NewGuid(), candidates[a], candidates[b], AttachedEpoch, Sealed: false);
+        var (a, b) = await ChooseMirrorsAsync(candidates);
+        var segment = new SegmentRecord(Guid.NewGuid(), a, b, AttachedEpoch, Sealed: false);
         var recorded = await Volume.PutSegmentAsync(AttachedEpoch, segment);
         if (!recorded.Ok)
         {
