@@ -24,5 +24,12 @@ if (args.Length > 0 && args[0] == "clientread")
     return await ClientReadBenchmark.RunAsync(seconds, args.Contains("--record"));
 }
 
+// `failover [rounds] [--record]` measures write-resume after a storage silo is killed, one fault at a time.
+if (args.Length > 0 && args[0] == "failover")
+{
+    var rounds = args.Length > 1 && int.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out var r) ? r : 10;
+    return await FailoverBenchmark.RunAsync(rounds, args.Contains("--record"));
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(CodecBenchmarks).Assembly).Run(args);
 return 0;

@@ -22,7 +22,9 @@ public sealed partial class VolumeControllerGrain
         {
             var pieceCount = (int)(Math.Min(end, ((block / blocksPerExtent) + 1) * blocksPerExtent) - block);
             var started = Stopwatch.GetTimestamp();
+            var dropped = _dirtyDropped;
             var reply = await ReadReplicaAsync(block, pieceCount, minLsn);
+            var mayCache = dropped == _dirtyDropped;
             cache.Counters.ExtentLatency.RecordSince(started);
             if (reply is null)
             {
@@ -36,9 +38,10 @@ public sealed partial class VolumeControllerGrain
             for (var i = 0; i < pieceCount; i++)
             {
                 // Cached only if no write newer than the extent's version completed while this read was out (that
-                // write has its own dirty entry and cached copy); a dirty entry at most that old is superseded by it.
+                // write has its own dirty entry and cached copy, unless pruned meanwhile: then nothing is cached); a
+                // dirty entry at most that old is superseded by it.
                 var extentBlock = reply.Blocks[i];
-                if (extentBlock.State == ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var dirty) || dirty.Lsn <= extentBlock.Lsn))
+                if (mayCache && extentBlock.State == ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var dirty) || dirty.Lsn <= extentBlock.Lsn))
                 {
                     cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
                 }

@@ -24,6 +24,13 @@ public sealed partial class VolumeControllerGrain
     private int _segmentRecords;
     private long _lastAppendTicks;
     private IGrainTimer? _maintenanceTimer;
+
+    /// <summary>
+    /// Counts dirty entries dropped as destaged (here and by reads). An extent read caches what it got only if none was
+    /// dropped while it was out: a write newer than that extent version could have completed, been pruned and been
+    /// evicted from the cache meanwhile, and the older copy would then hide it.
+    /// </summary>
+    private long _dirtyDropped;
     private bool _maintaining;
 
     private void StartMaintenance()
@@ -159,6 +166,8 @@ public sealed partial class VolumeControllerGrain
         {
             _dirty.Remove(block);
         }
+
+        _dirtyDropped += stale.Count;
 
         LogDestaged(_name, destaged.Count, stale.Count);
     }

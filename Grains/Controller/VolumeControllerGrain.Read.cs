@@ -228,7 +228,9 @@ public sealed partial class VolumeControllerGrain
         var blocksPerExtent = _placement!.BlocksPerExtent;
         var pieceCount = (int)Math.Min(count, ((block / blocksPerExtent) + 1) * blocksPerExtent - block);
         var started = Stopwatch.GetTimestamp();
+        var dropped = _dirtyDropped;
         var reply = await ReadReplicaAsync(block, pieceCount, default);
+        var mayCache = dropped == _dirtyDropped;
         cache.Counters.ExtentLatency.RecordSince(started);
         if (reply is null)
         {
@@ -248,7 +250,7 @@ public sealed partial class VolumeControllerGrain
             for (var i = 0; i < newer; i++)
             {
                 var extentBlock = reply.Blocks[i];
-                if (extentBlock.State == Converge.Storage.ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var now) || now.Lsn <= extentBlock.Lsn))
+                if (mayCache && extentBlock.State == Converge.Storage.ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var now) || now.Lsn <= extentBlock.Lsn))
                 {
                     cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
                 }
@@ -280,6 +282,7 @@ public sealed partial class VolumeControllerGrain
             if (_dirty.TryGetValue(b, out var entry) && entry.Lsn == lsn)
             {
                 _dirty.Remove(b);
+                _dirtyDropped++;
             }
         }
     }

@@ -197,10 +197,23 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         var copy = cluster.Grains.GetGrain<ILogSegmentGrain>(Converge.Cluster.NodeRoles.PinnedKey(open.MirrorA, open.SegmentId.ToString("N")));
         var catalogue = cluster.Grains.GetGrain<Converge.Volumes.IVolumeGrain>(name);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
-        while (!await copy.IsDestagedAsync() || (await catalogue.GetSegmentsAsync()).Any(s => s.SegmentId == open.SegmentId))
+        while (!await IsDestagedAsync(copy) || (await catalogue.GetSegmentsAsync()).Any(s => s.SegmentId == open.SegmentId))
         {
             Assert.True(DateTime.UtcNow < deadline, $"{name}: segment {open.SegmentId} still undestaged on {open.MirrorA} or still catalogued 90 s after its restart");
             await Task.Delay(250);
+        }
+    }
+
+    /// <summary>False also while the restarted node is not yet known to every silo as a member (asked again).</summary>
+    private static async Task<bool> IsDestagedAsync(ILogSegmentGrain copy)
+    {
+        try
+        {
+            return await copy.IsDestagedAsync();
+        }
+        catch (Exception e) when (e is Converge.Grains.Placement.NodeUnavailableException or OrleansException or TimeoutException)
+        {
+            return false;
         }
     }
 
