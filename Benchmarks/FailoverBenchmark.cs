@@ -51,8 +51,7 @@ public static class FailoverBenchmark
                 await Task.Delay(Settle, cancel.Token);
                 for (var round = 0; round < rounds; round++)
                 {
-                    var open = (await client.Cluster.GetGrain<IVolumeGrain>("failover").GetSegmentsAsync()).LastOrDefault(s => !s.Sealed)
-                        ?? throw new InvalidOperationException("the volume has no open segment");
+                    var open = await OpenSegmentAsync(client, cancel.Token);
                     var victim = open.MirrorA != "storage-1" ? open.MirrorA : open.MirrorB;
                     var killedAt = Stopwatch.GetTimestamp();
                     cluster.Kill(victim);
@@ -79,6 +78,22 @@ public static class FailoverBenchmark
         {
             await BenchmarkEnvironment.TearDownAsync(cluster, data);
         }
+    }
+
+    /// <summary>The volume's open segment; none is catalogued for a moment while the writer moves to a new one.</summary>
+    private static async Task<SegmentRecord> OpenSegmentAsync(ConvergeClient client, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            if ((await client.Cluster.GetGrain<IVolumeGrain>("failover").GetSegmentsAsync()).LastOrDefault(s => !s.Sealed) is { } open)
+            {
+                return open;
+            }
+
+            await Task.Delay(100, cancellationToken);
+        }
+
+        throw new InvalidOperationException("the volume had no open segment for 10 s");
     }
 
     private static async Task WriteLoopAsync(VolumeHandle volume, AckRecorder writer, int worker, CancellationToken stop)
