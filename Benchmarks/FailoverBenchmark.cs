@@ -108,10 +108,15 @@ public static class FailoverBenchmark
             try
             {
                 status = await volume.WriteAsync(rng.NextInt64(65536) * BlockBytes, payload);
+                if (status != IoStatus.Ok)
+                {
+                    writer.NoteFailure(status.ToString());
+                }
             }
             catch (Exception e) when (e is OrleansException or TimeoutException)
             {
                 status = IoStatus.IoError;
+                writer.NoteFailure(e.GetType().Name);
             }
 
             writer.Record(issued, Stopwatch.GetTimestamp(), status == IoStatus.Ok);
@@ -125,7 +130,7 @@ public static class FailoverBenchmark
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"## {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: write-resume after a storage silo is killed (`dotnet run -c Release --project Benchmarks -- failover {rounds}`)");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Commit `{BenchmarkEnvironment.GitHead()}`; {Environment.ProcessorCount} CPUs; 1 compute + 3 storage silos, one fault at a time: a writer at queue depth {Depth} (4 KiB), SIGKILL of a mirror of the open segment (not storage-1), restart, {Settle.TotalSeconds:0} s to settle; {writer.Acknowledged} writes acknowledged, {writer.Failed} failed; load average at end {BenchmarkEnvironment.LoadAverage()}. Resume = kill to the acknowledgement of the first write issued after it; gap = longest time without any acknowledgement around the kill.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Commit `{BenchmarkEnvironment.GitHead()}`; {Environment.ProcessorCount} CPUs; 1 compute + 3 storage silos, one fault at a time: a writer at queue depth {Depth} (4 KiB), SIGKILL of a mirror of the open segment (not storage-1), restart, {Settle.TotalSeconds:0} s to settle; {writer.Acknowledged} writes acknowledged, {writer.Failed} failed ({writer.Failures}); load average at end {BenchmarkEnvironment.LoadAverage()}. Resume = kill to the acknowledgement of the first write issued after it; gap = longest time without any acknowledgement around the kill.");
         text.AppendLine();
         text.AppendLine("| rounds | resume p50 ms | resume max ms | gap p50 ms | gap max ms | per round (node: resume ms) |");
         text.AppendLine("| ---: | ---: | ---: | ---: | ---: | --- |");
@@ -142,6 +147,12 @@ public static class FailoverBenchmark
         private readonly Lock _lock = new();
         private readonly List<(long Issued, long Done)> _acks = new(1 << 16);
         private long _failed;
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _failures = new();
+
+        /// <summary>Failures by exception type or by the status answered.</summary>
+        public string Failures => _failures.IsEmpty ? "none" : string.Join(", ", _failures.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} x{p.Value}"));
+
+        public void NoteFailure(string what) => _failures.AddOrUpdate(what, 1, (_, n) => n + 1);
 
         public long Acknowledged
         {
