@@ -166,14 +166,17 @@ public sealed partial class VolumeControllerGrain
         return segment;
     }
 
-    private async Task SealSegmentAsync(SegmentRecord segment)
+    /// <summary>
+    /// Seals the segment on both mirrors at once, except those in <paramref name="skip"/> (just failed: asking them would
+    /// only wait for their timeout, and a copy left unsealed is sealed by its node when it restarts), then in the catalogue.
+    /// </summary>
+    private async Task SealSegmentAsync(SegmentRecord segment, IReadOnlyCollection<string>? skip = null)
     {
-        foreach (var node in new[] { segment.MirrorA, segment.MirrorB })
-        {
-            await TryMirrorAsync(() => Mirror(node, segment.SegmentId).SealAsync(VolumeId, AttachedEpoch));
-        }
-
-        await Volume.PutSegmentAsync(AttachedEpoch, segment with { Sealed = true });
+        var epoch = AttachedEpoch;
+        await Task.WhenAll(new[] { segment.MirrorA, segment.MirrorB }
+            .Where(node => skip is null || !skip.Contains(node))
+            .Select(node => TryMirrorAsync(() => Mirror(node, segment.SegmentId).SealAsync(VolumeId, epoch))));
+        await Volume.PutSegmentAsync(epoch, segment with { Sealed = true });
     }
 
     /// <summary>
@@ -262,7 +265,7 @@ public sealed partial class VolumeControllerGrain
         var started = Stopwatch.GetTimestamp();
         try
         {
-            await SealSegmentAsync(failedSegment);
+            await SealSegmentAsync(failedSegment, failedNodes);
             _sealedSegments.Add(failedSegment with { Sealed = true });
             _segment = await NewSegmentAsync(failedNodes);
             ResetSegmentFill();

@@ -81,11 +81,12 @@ public sealed partial class DestageService(
     }
 
     /// <summary>
-    /// Seals segments this node recovered unsealed at start (a mirror that was down when its writer sealed the segment,
-    /// or whose seal record was lost with its chunk). Such a copy takes no more appends (the writer moved on), so
-    /// nobody else would seal it: left alone it would never be destaged, pin its log chunks for good and keep the
-    /// segment in the volume's catalogue. The seal record carries the volume's fence epoch when that is newer, since
-    /// an older one is refused.
+    /// Seals orphaned copies: segments this node recovered unsealed at start (it was down when its writer sealed the
+    /// segment, or the seal record was lost with its chunk), and unsealed segments that took no record for
+    /// <see cref="OrphanAfter"/> (this node missed the writer's seal, say while it was frozen). Writers seal their own
+    /// segments after 2 s idle, and a writer still appending to a segment sealed here is told "sealed" and moves on;
+    /// left alone, an orphan would never be destaged, pin its log chunks for good and keep the segment in the volume's
+    /// catalogue. The seal record carries the volume's fence epoch when that is newer, since an older one is refused.
     /// </summary>
     private async Task SealRecoveredAsync()
     {
@@ -95,11 +96,28 @@ public sealed partial class DestageService(
         }
 
         var log = nodeLog.Log;
+        var now = Stopwatch.GetTimestamp();
+        var unsealed = new HashSet<Guid>();
         foreach (var id in log.GetSegmentIds())
         {
-            if (!nodeLog.WasRecovered(id) || log.GetSegment(id) is not { IsSealed: false, IsDestaged: false } info)
+            if (log.GetSegment(id) is not { IsSealed: false, IsDestaged: false } info)
             {
                 continue;
+            }
+
+            unsealed.Add(id);
+            if (!nodeLog.WasRecovered(id))
+            {
+                if (!_idleSince.TryGetValue(id, out var seen) || seen.Records != info.Records.Count)
+                {
+                    _idleSince[id] = (info.Records.Count, now);
+                    continue;
+                }
+
+                if (Stopwatch.GetElapsedTime(seen.SinceTicks, now) < OrphanAfter)
+                {
+                    continue;
+                }
             }
 
             var epoch = Math.Max(info.Epoch, log.GetFenceEpoch(info.VolumeId) ?? 0);
@@ -114,7 +132,18 @@ public sealed partial class DestageService(
                 return;
             }
         }
+
+        foreach (var id in _idleSince.Keys.Where(id => !unsealed.Contains(id)).ToList())
+        {
+            _idleSince.Remove(id);
+        }
     }
+
+    /// <summary>How long an unsealed segment may take no record before this node seals it as orphaned.</summary>
+    public static readonly TimeSpan OrphanAfter = TimeSpan.FromSeconds(30);
+
+    /// <summary>Unsealed segments by record count and since when that count has not changed (read by the destage loop only).</summary>
+    private readonly Dictionary<Guid, (int Records, long SinceTicks)> _idleSince = [];
 
     /// <summary>Sealed, not yet destaged segments whose backoff (after a failure) has passed, oldest log order first.</summary>
     private List<Guid> DueSegments()
@@ -183,7 +212,7 @@ public sealed partial class DestageService(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node}: sealed segment {SegmentId} of volume {VolumeId}, recovered unsealed at start ({Status})")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node}: sealed orphaned segment {SegmentId} of volume {VolumeId} (recovered unsealed, or idle) ({Status})")]
     private partial void LogSealedRecovered(string node, Guid segmentId, Guid volumeId, string status);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node} started")]

@@ -103,6 +103,54 @@ public sealed class DestageClusterTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A writer killed before it sealed its segment leaves it unsealed on both mirrors; with nobody attaching the
+    /// volume again, the storage nodes seal it themselves once it took no record for 30 s, and destage it.
+    /// </summary>
+    [Fact]
+    public async Task OrphanedSegment_OfAKilledWriter_IsSealedAndDestagedByItsNodes()
+    {
+        await using var cluster = await TestCluster.StartAsync(output, compute: 1, storage: 2);
+        await using var client = await cluster.ConnectAsync();
+        await CreateAsync(client, "orphan", 64L * MiB);
+        var model = new byte[MiB];
+        new Random(3).NextBytes(model);
+        var volume = await VolumeHandle.OpenAsync(client.Cluster, "orphan", "compute-1");
+        await WriteAsync(volume, model, 0, MiB);
+        var segment = Assert.Single(await client.Cluster.GetGrain<IVolumeGrain>("orphan").GetSegmentsAsync());
+        Assert.False(segment.Sealed);
+        cluster.Local.Kill("compute-1");
+
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            StorageNodeStatus[] statuses;
+            try
+            {
+                statuses = await StatusesAsync(client);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException)
+            {
+                // The client's gateway may have been compute-1: it moves to another silo.
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"no storage node status for 90 s: {e.Message}");
+                await Task.Delay(500);
+                continue;
+            }
+
+            if (statuses.All(s => s.OpenSegments == 0 && s.SealedUndestagedSegments == 0))
+            {
+                break;
+            }
+
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90),
+                $"the killed writer's segment is still open or undestaged 90 s later: {string.Join("; ", statuses.Select(s => $"{s.Node}: open {s.OpenSegments}, undestaged {s.SealedUndestagedSegments}"))}");
+            await Task.Delay(500);
+        }
+
+        output.WriteLine($"sealed and destaged by the storage nodes {clock.Elapsed.TotalSeconds:F1} s after the writer was killed");
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(20), "sealed long before the 30 s idle limit: something else sealed it");
+    }
+
     private static async Task<Guid> CreateAsync(ConvergeClient client, string name, long sizeBytes)
     {
         var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(name, sizeBytes, BlockSizeBytes);
