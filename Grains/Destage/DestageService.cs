@@ -62,7 +62,7 @@ public sealed partial class DestageService(
         {
             try
             {
-                await SealRecoveredAsync();
+                await SealOrphansAsync();
                 var due = DueSegments();
                 if (due.Count > 0)
                 {
@@ -88,7 +88,7 @@ public sealed partial class DestageService(
     /// left alone, an orphan would never be destaged, pin its log chunks for good and keep the segment in the volume's
     /// catalogue. The seal record carries the volume's fence epoch when that is newer, since an older one is refused.
     /// </summary>
-    private async Task SealRecoveredAsync()
+    private async Task SealOrphansAsync()
     {
         if (fence.IsRemoved)
         {
@@ -124,7 +124,7 @@ public sealed partial class DestageService(
             try
             {
                 var result = await log.SealAsync(id, info.VolumeId, epoch);
-                LogSealedRecovered(localNode.Name, id, info.VolumeId, result.Status.ToString());
+                LogSealedOrphan(localNode.Name, id, info.VolumeId, result.Status.ToString());
             }
             catch (Converge.Grains.Io.StorageFaultException e)
             {
@@ -213,7 +213,7 @@ public sealed partial class DestageService(
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node}: sealed orphaned segment {SegmentId} of volume {VolumeId} (recovered unsealed, or idle) ({Status})")]
-    private partial void LogSealedRecovered(string node, Guid segmentId, Guid volumeId, string status);
+    private partial void LogSealedOrphan(string node, Guid segmentId, Guid volumeId, string status);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Destage on {Node} started")]
     private partial void LogStarted(string node);
