@@ -30,6 +30,10 @@ public sealed class NodeRecord
 /// <summary>
 /// The local cluster's description, kept in <c>DATA/cluster.json</c>: mode, ports and process ids of every node.
 /// Ports follow a fixed scheme shifted by <see cref="PortOffset"/>, so a second cluster (tests) can run beside one.
+/// Every port of every offset in use stays below 32768, the start of Linux's ephemeral range: a port in that range,
+/// free while its silo is down, can be taken as the local end of any outgoing connection, and the silo then fails to
+/// restart with "address already in use". The bases differ by amounts that are not multiples of 300 (the spacing of
+/// offsets), so two clusters at different offsets never share a port.
 /// </summary>
 public sealed class ClusterLayout
 {
@@ -93,7 +97,7 @@ public sealed class ClusterLayout
             Role = role,
             Index = index,
             SiloPort = PortOffset + 11110 + index,
-            GatewayPort = PortOffset + 30110 + index,
+            GatewayPort = PortOffset + 12140 + index,
             HttpPort = PortOffset + 9110 + index,
         }
         : new NodeRecord
@@ -102,7 +106,7 @@ public sealed class ClusterLayout
             Role = role,
             Index = index,
             SiloPort = PortOffset + 11210 + index,
-            GatewayPort = PortOffset + 30210 + index,
+            GatewayPort = PortOffset + 12240 + index,
             HttpPort = PortOffset + 9210 + index,
             NbdPort = PortOffset + FirstNbdPort + index - 1,
         };

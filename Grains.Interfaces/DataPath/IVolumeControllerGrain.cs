@@ -46,6 +46,15 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     [Alias("Close")]
     Task CloseAsync();
 
+    /// <summary>
+    /// Called by an activation of this grain that the runtime deactivated while the volume was attached (its grain
+    /// directory entry was lost with a failed silo): attaches again here, for <paramref name="openCount"/> client
+    /// connections, if the volume is still attached to this node at <paramref name="heldEpoch"/>. False when it should
+    /// be asked again (the attach failed for now); true when done or no longer wanted.
+    /// </summary>
+    [Alias("Resume"), ResponseTimeout("00:00:30")]
+    Task<bool> ResumeAsync(ulong heldEpoch, int openCount);
+
     /// <summary>Completes when the data is committed on both mirrors ("acknowledged").</summary>
     [Alias("Write"), ResponseTimeout("00:00:10")]
     Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, [Immutable] ReadOnlyMemory<byte> data);

@@ -65,6 +65,13 @@ public sealed class TestCluster : IAsyncDisposable
 
     public Task<ConvergeClient> ConnectAsync() => Local.ConnectAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
 
+    /// <summary>
+    /// A client that uses only the named nodes' gateways: for tests that kill other nodes, whose gateways would otherwise
+    /// hold a request sent through them just before the kill until its response timeout.
+    /// </summary>
+    public Task<ConvergeClient> ConnectThroughAsync(params string[] nodes) =>
+        ConvergeClient.ConnectAsync(Layout.Gateways(n => nodes.Contains(n.Name)), Layout.ClusterId, TimeSpan.FromSeconds(30), CancellationToken.None);
+
     public async ValueTask DisposeAsync()
     {
         try

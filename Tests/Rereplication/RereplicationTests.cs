@@ -29,7 +29,8 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         var writtenMiB = int.TryParse(Environment.GetEnvironmentVariable("CONVERGE_REREP_MIB"), out var m) && m >= 8 ? m : 48;
         _timeout = BaseTimeout + TimeSpan.FromSeconds(writtenMiB);
         await using var cluster = await TestCluster.StartAsync(output, compute: 1, storage: 4);
-        await using var client = await cluster.ConnectAsync();
+        // storage-1 (the control plane) and compute-1 are never killed here.
+        await using var client = await cluster.ConnectThroughAsync("storage-1", "compute-1");
         var grains = client.Cluster;
         var created = await grains.GetGrain<IVolumeCatalogGrain>(0).CreateAsync("rerep", (writtenMiB + 16L) * MiB, BlockSizeBytes);
         Assert.True(created.Ok, created.Message);
@@ -45,12 +46,13 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         // the sealed-later segment then has a mirror on the removed node and must still be destaged and pruned.
         var open = (await grains.GetGrain<IVolumeGrain>("rerep").GetSegmentsAsync()).Single(s => !s.Sealed);
         var victim = open.MirrorA != "storage-1" ? open.MirrorA : open.MirrorB;
+        // The map is read before the kill: a call sent through the killed node's gateway would wait out its timeout.
+        var before = await grains.GetGrain<IVolumePlacementGrain>(volumeId).GetAsync();
+        Assert.NotNull(before);
         new Random(7).NextBytes(model.AsSpan(2 * MiB, 6 * MiB));
         await WriteAsync(volume, model, 2 * MiB, 6 * MiB);
         cluster.Local.Kill(victim);
         output.WriteLine($"killed {victim}, a mirror of open segment {open.SegmentId}");
-        var before = await grains.GetGrain<IVolumePlacementGrain>(volumeId).GetAsync();
-        Assert.NotNull(before);
         var moved = Enumerable.Range(0, before.GroupCount).Where(g => before.Groups[g].Holds(victim)).ToArray();
         Assert.NotEmpty(moved);
 
@@ -66,7 +68,10 @@ public sealed class RereplicationTests(ITestOutputHelper output)
             $"= {status.MegabytesPerSecond:F1} MB/s (waited {clock.Elapsed.TotalSeconds:F1} s), {status.GroupsFailed} failed: {status.LastError}");
         Assert.Equal(0, status.GroupsFailed);
         Assert.Equal(0, status.LostGroups);
-        Assert.Equal(moved.Length, status.GroupsCopied);
+        // The counts are the roster activation's own: when the removed node held the roster's directory entry, the roster
+        // is activated afresh mid-way and resumes the groups still filling, so it may report fewer than were moved. That
+        // every moved group went through exactly one move is checked on the map below (its epoch rose by two).
+        Assert.InRange(status.GroupsCopied, 1, moved.Length);
         Assert.Equal(0, status.DegradedGroups);
 
         var after = await grains.GetGrain<IVolumePlacementGrain>(volumeId).GetAsync();
