@@ -81,10 +81,34 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
             await Task.WhenAll(_running);
         }
 
-        // Faults are undone; anything that exited on its own meanwhile comes back before verification.
-        Supervise(abort);
-        await Task.WhenAll(_running);
+        // Faults are undone; anything that exited on its own meanwhile comes back before verification, and the
+        // cluster must then stay whole for a while (a silo resumed late may still stop itself).
+        var settle = System.Diagnostics.Stopwatch.StartNew();
+        var whole = System.Diagnostics.Stopwatch.StartNew();
+        while (settle.Elapsed < SettleLimit)
+        {
+            Supervise(abort);
+            await Task.WhenAll(_running);
+            _running.Clear();
+            if (!context.Layout.Nodes.All(n => context.IsRunning(n.Name)))
+            {
+                whole.Restart();
+            }
+            else if (whole.Elapsed >= SettleWhole)
+            {
+                return;
+            }
+
+            await Task.Delay(500, abort);
+        }
+
+        throw new DrillException($"the cluster did not stay whole for {SettleWhole.TotalSeconds:0} s within {SettleLimit.TotalSeconds:0} s of the last fault");
     }
+
+    /// <summary>How long every silo must run, untouched, before the final read-back.</summary>
+    private static readonly TimeSpan SettleWhole = TimeSpan.FromSeconds(10);
+
+    private static readonly TimeSpan SettleLimit = TimeSpan.FromSeconds(120);
 
     private void InjectOne(CancellationToken stop, CancellationToken abort)
     {

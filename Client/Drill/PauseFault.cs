@@ -18,7 +18,10 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
     public override IReadOnlyList<string>? PickNodes(FaultContext context, Random rng)
     {
         var storage = context.StorageVictims();
-        var compute = context.Nodes(Converge.Cluster.NodeRoles.Compute).Where(context.IsAlive);
+        // Never the last alive compute silo: with every compute silo frozen (and then declared dead) the volume has
+        // nowhere to go, which is an outage of the whole compute tier, not a fault this drill models.
+        var aliveCompute = context.Nodes(Converge.Cluster.NodeRoles.Compute).Where(context.IsAlive).ToArray();
+        var compute = aliveCompute.Length >= 2 ? aliveCompute : [];
         var candidates = storage.Concat(compute).ToArray();
         if (candidates.Length == 0)
         {
@@ -61,7 +64,23 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
             context.Log($"{Name}: SIGCONT {victim} after {clock.Elapsed.TotalSeconds:0.0} s");
         }
 
-        // A silo declared dead while frozen stops itself once resumed; the scheduler's supervisor restarts it, so the
-        // claim ends here and does not hold the node through that.
+        // A silo declared dead while frozen stops itself once resumed. The claim is held while that may happen and the
+        // silo is restarted here, so no other fault counts it as alive meanwhile, and the end of the run (which does not
+        // cut this watch short) never starts verifying with a silo that is about to exit.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (watch.Elapsed < SelfStopWatch)
+        {
+            if (!context.IsRunning(victim))
+            {
+                context.Log($"{Name}: {victim} stopped itself after being resumed (declared dead while frozen); restarting it");
+                await context.RestartAsync(victim, abort);
+                return;
+            }
+
+            await Task.Delay(250, abort);
+        }
     }
+
+    /// <summary>How long after SIGCONT a silo is watched for stopping itself (it learns it was declared dead within seconds).</summary>
+    private static readonly TimeSpan SelfStopWatch = TimeSpan.FromSeconds(20);
 }
