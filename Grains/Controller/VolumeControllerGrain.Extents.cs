@@ -14,7 +14,6 @@ public sealed partial class VolumeControllerGrain
     /// </summary>
     private async Task<bool> ReadExtentsIntoAsync(long firstBlock, int count, Lsn minLsn, byte[] result, long resultFirstBlock)
     {
-        var bs = BlockSizeBytes;
         var blocksPerExtent = _placement!.BlocksPerExtent;
         var block = firstBlock;
         var end = firstBlock + count;
@@ -31,26 +30,32 @@ public sealed partial class VolumeControllerGrain
                 return false;
             }
 
-            CountExtentRead(reply, pieceCount);
-
-            var offset = (int)((block - resultFirstBlock) * bs);
-            reply.Data.AsSpan(0, pieceCount * bs).CopyTo(result.AsSpan(offset));
-            for (var i = 0; i < pieceCount; i++)
-            {
-                // Cached only if no write newer than the extent's version completed while this read was out (that
-                // write has its own dirty entry and cached copy, unless pruned meanwhile: then nothing is cached); a
-                // dirty entry at most that old is superseded by it.
-                var extentBlock = reply.Blocks[i];
-                if (mayCache && extentBlock.State == ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var dirty) || dirty.Lsn <= extentBlock.Lsn))
-                {
-                    cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
-                }
-            }
-
+            TakeExtentBlocks(reply, block, pieceCount, mayCache, result, resultFirstBlock);
             block += pieceCount;
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Copies the first <paramref name="count"/> blocks of an extent reply (for blocks from <paramref name="block"/>)
+    /// into the result, counts them, and caches each one only if no write newer than the extent's version completed
+    /// while the read was out (<paramref name="mayCache"/>: no dirty entry was dropped meanwhile, since a pruned newer
+    /// write might also have been evicted; and no newer dirty entry now). A dirty entry at most that old is superseded.
+    /// </summary>
+    private void TakeExtentBlocks(ExtentReadReply reply, long block, int count, bool mayCache, byte[] result, long resultFirstBlock)
+    {
+        var bs = BlockSizeBytes;
+        CountExtentRead(reply, count);
+        reply.Data.AsSpan(0, count * bs).CopyTo(result.AsSpan((int)((block - resultFirstBlock) * bs)));
+        for (var i = 0; i < count; i++)
+        {
+            var extentBlock = reply.Blocks[i];
+            if (mayCache && extentBlock.State == ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var dirty) || dirty.Lsn <= extentBlock.Lsn))
+            {
+                cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
+            }
+        }
     }
 
     private void CountExtentRead(ExtentReadReply reply, int count)

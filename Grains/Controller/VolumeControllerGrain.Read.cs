@@ -224,7 +224,6 @@ public sealed partial class VolumeControllerGrain
     /// </summary>
     private async Task<(int Served, int Confirmed)> SettleRecoveredAsync(long block, int count, Lsn lsn, byte[] result, long resultFirstBlock)
     {
-        var bs = BlockSizeBytes;
         var blocksPerExtent = _placement!.BlocksPerExtent;
         var pieceCount = (int)Math.Min(count, ((block / blocksPerExtent) + 1) * blocksPerExtent - block);
         var started = Stopwatch.GetTimestamp();
@@ -245,17 +244,7 @@ public sealed partial class VolumeControllerGrain
 
         if (newer > 0)
         {
-            CountExtentRead(reply, newer);
-            reply.Data.AsSpan(0, newer * bs).CopyTo(result.AsSpan((int)((block - resultFirstBlock) * bs)));
-            for (var i = 0; i < newer; i++)
-            {
-                var extentBlock = reply.Blocks[i];
-                if (mayCache && extentBlock.State == Converge.Storage.ExtentBlock.Data && (!_dirty.TryGetValue(block + i, out var now) || now.Lsn <= extentBlock.Lsn))
-                {
-                    cache.Put(VolumeId, block + i, extentBlock.Lsn, reply.Data.AsSpan(i * bs, bs));
-                }
-            }
-
+            TakeExtentBlocks(reply, block, newer, mayCache, result, resultFirstBlock);
             ForgetDirty(block, block + newer, lsn);
             return (newer, 0);
         }
