@@ -14,7 +14,8 @@ internal static class DrillCommand
         var compute = new Option<int>("--compute") { Description = "Compute silos (at least 2)", DefaultValueFactory = _ => 2 };
         var storage = new Option<int>("--storage") { Description = "Storage silos (at least 3)", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Also write the result as JSON to this file" };
-        var command = new Command("drill", "Fault drill: SIGKILL/SIGSTOP silos of a fresh private cluster under a verifying workload, then check every block") { duration, seed, compute, storage, json };
+        var interval = new Option<string>("--fault-interval") { Description = "Mean time between fault injections, e.g. 1s, 2s (default 2s)", DefaultValueFactory = _ => "2s" };
+        var command = new Command("drill", "Fault drill: SIGKILL/SIGSTOP silos of a fresh private cluster under a verifying workload, then check every block") { duration, seed, compute, storage, json, interval };
         command.SetAction(async (parse, ct) =>
         {
             var length = DrillOptions.ParseDuration(parse.GetValue(duration)!)
@@ -22,7 +23,11 @@ internal static class DrillCommand
             var options = new DrillOptions(
                 length, parse.GetValue(seed) ?? Random.Shared.Next(), parse.GetValue(compute), parse.GetValue(storage),
                 // The global --data: for the drill, a fresh directory kept afterwards; without it, a temporary one.
-                parse.GetValue(ConvergeCli.DataOption) is { Length: > 0 } dataDirectory ? dataDirectory : null, parse.GetValue(json));
+                parse.GetValue(ConvergeCli.DataOption) is { Length: > 0 } dataDirectory ? dataDirectory : null, parse.GetValue(json))
+            {
+                MeanFaultInterval = DrillOptions.ParseDuration(parse.GetValue(interval)!)
+                    ?? throw new UsageException($"--fault-interval '{parse.GetValue(interval)}' is not a duration like 1s or 2s"),
+            };
             if (options.Check() is { } problem)
             {
                 throw new UsageException(problem);

@@ -39,6 +39,11 @@ public sealed record DrillOptions(
             return $"--duration must be between 1 s and {MaxDuration.TotalHours:0} h";
         }
 
+        if (MeanFaultInterval < TimeSpan.FromSeconds(1) || MeanFaultInterval > TimeSpan.FromSeconds(60))
+        {
+            return "--fault-interval must be between 1 s and 60 s";
+        }
+
         if (Compute < 2)
         {
             return "--compute must be at least 2: a killed holder's volume moves to another compute silo";

@@ -89,6 +89,24 @@ public sealed class DrillVerifierTests
     [InlineData("-3m")]
     public void Duration_RefusesMalformedText(string text) => Assert.Null(DrillOptions.ParseDuration(text));
 
+    [Theory]
+    [InlineData(0, "--fault-interval")]
+    [InlineData(61, "--fault-interval")]
+    [InlineData(1, null)]
+    [InlineData(60, null)]
+    public void FaultInterval_IsCheckedAgainstItsRange(int seconds, string? refusal)
+    {
+        var options = new DrillOptions(TimeSpan.FromMinutes(1), Seed: 1) { MeanFaultInterval = TimeSpan.FromSeconds(seconds) };
+        if (refusal is null)
+        {
+            Assert.Null(options.Check());
+        }
+        else
+        {
+            Assert.StartsWith(refusal, options.Check());
+        }
+    }
+
     private static byte[] Stamp(long block, long version)
     {
         var data = new byte[BlockStamp.BlockBytes];
