@@ -217,10 +217,12 @@ public sealed partial class VolumeControllerGrain
 
     /// <summary>
     /// Decides the leading blocks of a run of recovered dirty entries at <paramref name="lsn"/> by asking an extent
-    /// replica. Blocks whose extent version is at least <paramref name="lsn"/> are served from it and their entries
-    /// forgotten (<c>Served</c>). Otherwise the leading blocks whose extent version is older keep their entries, now
-    /// confirmed current (<c>Confirmed</c>): every newer version would either have a dirty entry of its own or, being
-    /// destaged, be in both replicas. Neither (both zero) when no replica answered.
+    /// replica. Blocks whose extent version is at least <paramref name="lsn"/> are served from it (<c>Served</c>); an
+    /// entry is forgotten only when that version is newer (then it is in both replicas), and kept, confirmed, when it
+    /// is this very record (one replica having it says nothing of the other). Otherwise the leading blocks whose extent
+    /// version is older keep their entries, now confirmed current (<c>Confirmed</c>): every newer version would either
+    /// have a dirty entry of its own or, being destaged, be in both replicas. Neither (both zero) when no replica
+    /// answered.
     /// </summary>
     private async Task<(int Served, int Confirmed)> SettleRecoveredAsync(long block, int count, Lsn lsn, byte[] result, long resultFirstBlock)
     {
@@ -245,7 +247,29 @@ public sealed partial class VolumeControllerGrain
         if (newer > 0)
         {
             TakeExtentBlocks(reply, block, newer, mayCache, result, resultFirstBlock);
-            ForgetDirty(block, block + newer, lsn);
+            for (var i = 0; i < newer; i++)
+            {
+                if (!_dirty.TryGetValue(block + i, out var entry) || entry.Lsn != lsn)
+                {
+                    continue;
+                }
+
+                if (reply.Blocks[i].Lsn > lsn)
+                {
+                    // A newer write than any catalogued segment holds: it left the catalogue, so it was destaged on both
+                    // mirrors, which means into both replicas. The entry is stale and the extents are safe to read.
+                    _dirty.Remove(block + i);
+                    _dirtyDropped++;
+                }
+                else
+                {
+                    // This very record is in one replica, but its segment may still be on its way into the other (a
+                    // mirror's destage waits for every replica): the entry stays, now confirmed, so reads keep asking for
+                    // at least this LSN until the segment is pruned.
+                    _dirty[block + i] = entry with { Recovered = false };
+                }
+            }
+
             return (newer, 0);
         }
 
