@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Converge.DataPath;
 using Converge.Volumes;
 
@@ -149,6 +150,15 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
             return open;
         }
 
+        // After a failed open, wait out a short backoff instead of queueing on the switch again at once: a hung holder
+        // would otherwise keep the switch busy with one open after another and starve a move away from it.
+        var backoff = Stopwatch.GetElapsedTime(Interlocked.Read(ref _openFailedTicks));
+        if (Interlocked.Read(ref _openFailedTicks) != 0 && backoff < OpenBackoff)
+        {
+            await Task.Delay(OpenBackoff - backoff);
+            return null;
+        }
+
         await _switch.WaitAsync();
         try
         {
@@ -156,12 +166,15 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
             {
                 try
                 {
-                    _handle = await VolumeHandle.OpenAsync(cluster, volumeName, _holder);
+                    // Bounded well below the open's own 30 s timeout, for the same reason.
+                    _handle = await VolumeHandle.OpenAsync(cluster, volumeName, _holder).WaitAsync(OpenTimeout);
                     Interlocked.Increment(ref _opens);
+                    Interlocked.Exchange(ref _openFailedTicks, 0);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     NoteFailure(e);
+                    Interlocked.Exchange(ref _openFailedTicks, Stopwatch.GetTimestamp());
                     return null;
                 }
             }
@@ -173,6 +186,10 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
             _switch.Release();
         }
     }
+
+    private static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan OpenBackoff = TimeSpan.FromSeconds(1);
+    private long _openFailedTicks;
 
     /// <summary>The controller lost its attachment (a storage silo died, or its lease lapsed): close it so the next call reattaches.</summary>
     private async Task ReopenAsync(VolumeHandle failed)

@@ -72,7 +72,8 @@ public sealed class FaultContext(LocalCluster cluster, DrillVolume volume, Recov
     {
         const int maxAttempts = 60;
         string? refusal = null;
-        for (var attempt = 0; attempt < maxAttempts; attempt++)
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (var attempt = 0; attempt < maxAttempts && clock.Elapsed < MoveLimit; attempt++)
         {
             refusal = await Volume.MoveToAsync(to, force);
             if (refusal is null)
@@ -84,8 +85,11 @@ public sealed class FaultContext(LocalCluster cluster, DrillVolume volume, Recov
             await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken);
         }
 
-        throw new DrillException($"could not move the volume from {from} to {to} in {maxAttempts} attempts: {refusal}");
+        throw new DrillException($"could not move the volume from {from} to {to} in {maxAttempts} attempts or {MoveLimit.TotalSeconds:0} s: {refusal}");
     }
+
+    /// <summary>How long a move may keep trying in all (each attach call may itself wait for its timeout).</summary>
+    private static readonly TimeSpan MoveLimit = TimeSpan.FromSeconds(90);
 
     /// <summary>Starts <paramref name="node"/> again and waits (bounded by the cluster's join timeout) until it has joined.</summary>
     public async Task RestartAsync(string node, CancellationToken cancellationToken)

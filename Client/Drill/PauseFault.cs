@@ -42,14 +42,16 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
         context.Cluster.Pause(victim);
         context.Recovery.FaultInjected(Name);
         context.Log($"{Name}: SIGSTOP {victim} for {Duration.TotalSeconds:0} s");
+        Task move = Task.CompletedTask;
+        using var resumed = CancellationTokenSource.CreateLinkedTokenSource(abort);
         try
         {
             if (nodes.Count > 1)
             {
-                // A hung holder is not known dead, so no force: the attach is refused until its lease lapses.
-                await WaitAsync(TimeSpan.FromMilliseconds(VolumeGrainLeaseMs), stop);
-                await context.MoveVolumeAsync(victim, nodes[1], force: false, abort);
-                context.Release(nodes[1], owner);
+                // A hung holder is not known dead, so no force: the attach is refused until its lease lapses. The move
+                // runs beside the pause, which ends on time whether or not the move is done; a move not done by then
+                // is abandoned (the resumed holder renews its lease and keeps the volume).
+                move = MoveOffAsync(context, victim, nodes[1], owner, stop, resumed.Token);
             }
 
             var left = Duration - clock.Elapsed;
@@ -62,6 +64,7 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
         {
             context.Cluster.Resume(victim);
             context.Log($"{Name}: SIGCONT {victim} after {clock.Elapsed.TotalSeconds:0.0} s");
+            await resumed.CancelAsync();
         }
 
         // A silo declared dead while frozen stops itself once resumed. The claim is held while that may happen and the
@@ -74,10 +77,29 @@ public sealed class PauseFault(string name, double weight, TimeSpan duration) : 
             {
                 context.Log($"{Name}: {victim} stopped itself after being resumed (declared dead while frozen); restarting it");
                 await context.RestartAsync(victim, abort);
-                return;
+                break;
             }
 
             await Task.Delay(250, abort);
+        }
+
+        await move;
+    }
+
+    private static async Task MoveOffAsync(FaultContext context, string victim, string target, string owner, CancellationToken stop, CancellationToken resumed)
+    {
+        try
+        {
+            await WaitAsync(TimeSpan.FromMilliseconds(VolumeGrainLeaseMs), stop);
+            await context.MoveVolumeAsync(victim, target, force: false, resumed);
+        }
+        catch (OperationCanceledException) when (resumed.IsCancellationRequested)
+        {
+            context.Log($"volume not moved off {victim}: it was resumed first");
+        }
+        finally
+        {
+            context.Release(target, owner);
         }
     }
 
