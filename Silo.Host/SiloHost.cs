@@ -56,10 +56,10 @@ public static class SiloHost
                 o.ServiceId = "converge";
             });
             silo.Configure<SiloOptions>(o => o.SiloName = settings.Node);
-            silo.ConfigureEndpoints(IPAddress.Loopback, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: false);
+            silo.ConfigureEndpoints(settings.Address, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: false);
             if (!settings.UsesPostgres)
             {
-                silo.UseDevelopmentClustering(new IPEndPoint(IPAddress.Loopback, settings.PrimarySiloPort));
+                silo.UseDevelopmentClustering(new IPEndPoint(settings.PrimaryAddress, settings.PrimarySiloPort));
             }
 
             MetadataSetup.Configure(silo, settings);
@@ -68,7 +68,7 @@ public static class SiloHost
                 [NodeRoles.RoleKey] = role,
                 [NodeRoles.NodeKey] = settings.Node,
             };
-            if (!settings.UsesPostgres && settings.PrimarySiloPort == settings.SiloPort)
+            if (!settings.UsesPostgres && settings.PrimarySiloPort == settings.SiloPort && settings.PrimaryAddress.Equals(settings.Address))
             {
                 metadata[NodeRoles.PrimaryKey] = "true";
             }

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Configuration;
 
 namespace Converge.Hosting;
@@ -15,6 +17,15 @@ public sealed class SiloSettings
     public required string Node { get; init; }
 
     public required string DataDirectory { get; init; }
+
+    /// <summary>
+    /// The IPv4 address this silo listens on and advertises (<c>--address</c>, default 127.0.0.1): silo, gateway, NBD and
+    /// metrics ports. A silo in a network namespace of its own (partition drills) has a routable one there.
+    /// </summary>
+    public IPAddress Address { get; init; } = IPAddress.Loopback;
+
+    /// <summary>Address of the primary silo (<c>--primary-address</c>, default <see cref="Address"/>); ignored with PostgreSQL.</summary>
+    public IPAddress PrimaryAddress { get; init; } = IPAddress.Loopback;
 
     public required int SiloPort { get; init; }
 
@@ -85,6 +96,22 @@ public sealed class SiloSettings
             return mb;
         }
 
+        IPAddress GetAddress(string key, IPAddress fallback)
+        {
+            var text = config[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!IPAddress.TryParse(text, out var address) || address.AddressFamily != AddressFamily.InterNetwork || text.Count(c => c == '.') != 3)
+            {
+                throw new SettingsException($"--{key} must be an IPv4 address such as 127.0.0.1, not '{text}'");
+            }
+
+            return address;
+        }
+
         var node = Get("node");
         if (!node.StartsWith(role + "-", StringComparison.Ordinal) || node.Contains('/', StringComparison.Ordinal))
         {
@@ -105,8 +132,11 @@ public sealed class SiloSettings
 
         var dataRoot = Path.GetFullPath(Get("data", Path.Combine(Environment.CurrentDirectory, ".converge")));
         var siloPort = GetPort("silo-port", 11111);
+        var address = GetAddress("address", IPAddress.Loopback);
         return new SiloSettings
         {
+            Address = address,
+            PrimaryAddress = GetAddress("primary-address", address),
             Role = role,
             Node = node,
             DataDirectory = Path.Combine(dataRoot, "nodes", node),

@@ -3,7 +3,7 @@ using OpenTelemetry.Metrics;
 
 namespace Converge.Hosting;
 
-/// <summary>Prometheus metrics on every silo at <c>http://127.0.0.1:HTTP_PORT/metrics</c> (loopback only).</summary>
+/// <summary>Prometheus metrics on every silo at <c>http://ADDRESS:HTTP_PORT/metrics</c>, on the silo's own address (127.0.0.1 by default).</summary>
 public static class Telemetry
 {
     /// <summary>Every meter the silo publishes: Orleans' own and one per Converge subsystem.</summary>
@@ -20,7 +20,7 @@ public static class Telemetry
             .AddMeter(Meters)
             .AddPrometheusHttpListener(o =>
             {
-                o.Host = "127.0.0.1";
+                o.Host = settings.Address.ToString();
                 o.Port = settings.HttpPort;
             }));
     }

@@ -15,7 +15,8 @@ internal static class DrillCommand
         var storage = new Option<int>("--storage") { Description = "Storage silos (at least 3)", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Also write the result as JSON to this file" };
         var interval = new Option<string>("--fault-interval") { Description = "Mean time between fault injections, e.g. 1s, 2s (default 2s)", DefaultValueFactory = _ => "2s" };
-        var command = new Command("drill", "Fault drill: SIGKILL/SIGSTOP silos of a fresh private cluster under a verifying workload, then check every block") { duration, seed, compute, storage, json, interval };
+        var noPartitions = new Option<bool>("--no-partitions") { Description = "Run every silo on 127.0.0.1 and inject no network partitions (partitions need root for a network namespace per silo)" };
+        var command = new Command("drill", "Fault drill: SIGKILL, SIGSTOP and cut off silos of a fresh private cluster under a verifying workload, then check every block") { duration, seed, compute, storage, json, interval, noPartitions };
         command.SetAction(async (parse, ct) =>
         {
             var length = DrillOptions.ParseDuration(parse.GetValue(duration)!)
@@ -27,6 +28,7 @@ internal static class DrillCommand
             {
                 MeanFaultInterval = DrillOptions.ParseDuration(parse.GetValue(interval)!)
                     ?? throw new UsageException($"--fault-interval '{parse.GetValue(interval)}' is not a duration like 1s or 2s"),
+                Partitions = !parse.GetValue(noPartitions),
             };
             if (options.Check() is { } problem)
             {

@@ -32,6 +32,12 @@ public sealed record DrillOptions(
 
     public TimeSpan Overtime { get; init; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// Runs every silo in a network namespace of its own and injects network partitions among the faults (needs root);
+    /// false runs every silo on 127.0.0.1 with kills and pauses only.
+    /// </summary>
+    public bool Partitions { get; init; } = true;
+
     public string? Check()
     {
         if (Duration <= TimeSpan.Zero || Duration > MaxDuration)
@@ -57,6 +63,11 @@ public sealed record DrillOptions(
         if (Compute > 9 || Storage > 9)
         {
             return "--compute and --storage are at most 9 each on one machine";
+        }
+
+        if (Partitions && (!OperatingSystem.IsLinux() || Environment.UserName != "root"))
+        {
+            return "partitions need root (a network namespace per silo); run as root or pass --no-partitions";
         }
 
         if (WorkingSetBlocks <= 0 || WorkingSetBlocks * BlockStamp.BlockBytes > VolumeSizeBytes || Writers <= 0 || Readers < 0)
@@ -110,5 +121,5 @@ public sealed record DrillOptions(
     }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"duration {Duration.TotalSeconds:0} s, seed {Seed}, {Compute} compute + {Storage} storage silos, {Writers} writers, {Readers} readers");
+        $"duration {Duration.TotalSeconds:0} s, seed {Seed}, {Compute} compute + {Storage} storage silos, {Writers} writers, {Readers} readers{(Partitions ? ", a network namespace per silo" : "")}");
 }

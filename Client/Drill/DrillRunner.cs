@@ -61,7 +61,7 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
         var offset = ClusterLayout.FindFreePortOffset(5000, 20, options.Compute, options.Storage)
             ?? throw new DrillException("found no free block of loopback ports for the drill cluster");
         progress.WriteLine($"drill: {options}; starting the cluster in {cluster.DataDirectory} (port offset {offset})");
-        await cluster.UpAsync(new UpOptions(options.Compute, options.Storage, Postgres: false, offset), cancellationToken);
+        await cluster.UpAsync(new UpOptions(options.Compute, options.Storage, Postgres: false, offset, Namespaces: options.Partitions), cancellationToken);
         await using var client = await cluster.ConnectAsync(ConnectTimeout, cancellationToken);
         var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(VolumeName, DrillOptions.VolumeSizeBytes, BlockStamp.BlockBytes);
         if (!created.Ok || created.Volume is null)
@@ -81,7 +81,7 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
         };
         var workload = new DrillWorkload(volume, model, recovery, options.Writers, options.Readers, options.Seed);
         var context = new FaultContext(cluster, volume, recovery, line => progress.WriteLine($"drill: {line}"));
-        var kinds = Kinds ?? FaultScheduler.DefaultKinds(options.Duration);
+        var kinds = Kinds ?? FaultScheduler.DefaultKinds(options.Duration, options.Partitions);
         var scheduler = new FaultScheduler(context, kinds, options.Seed, options.MeanFaultInterval);
 
         var clock = Stopwatch.StartNew();
@@ -156,6 +156,11 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
             {
                 progress.WriteLine($"drill: {node.Name} (pid {node.Pid}) still runs 10 s after SIGKILL");
             }
+        }
+
+        if (cluster.Layout is { UsesNamespaces: true } layout)
+        {
+            NetworkNamespaces.Remove(layout);
         }
     }
 

@@ -261,12 +261,26 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
         }
     }
 
-    /// <summary>The default mix: storage kills most often, then compute kills and pauses; long pauses only in long runs.</summary>
-    public static IReadOnlyList<FaultKind> DefaultKinds(TimeSpan runDuration) =>
-    [
-        new StorageKillFault(weight: 0.5),
-        new ComputeKillFault(weight: 0.25),
-        new PauseFault("pause", weight: runDuration >= TimeSpan.FromMinutes(10) ? 0.2 : 0.25, TimeSpan.FromSeconds(3)),
-        new PauseFault("long-pause", weight: runDuration >= TimeSpan.FromMinutes(10) ? 0.05 : 0, TimeSpan.FromSeconds(30)),
-    ];
+    /// <summary>
+    /// The default mix: storage kills most often, then compute kills, pauses and (with <paramref name="partitions"/>)
+    /// network partitions; long pauses and long partitions only in long runs.
+    /// </summary>
+    public static IReadOnlyList<FaultKind> DefaultKinds(TimeSpan runDuration, bool partitions)
+    {
+        var longRun = runDuration >= TimeSpan.FromMinutes(10);
+        var kinds = new List<FaultKind>
+        {
+            new StorageKillFault(weight: 0.5),
+            new ComputeKillFault(weight: 0.25),
+            new PauseFault("pause", weight: longRun ? 0.2 : 0.25, TimeSpan.FromSeconds(3)),
+            new PauseFault("long-pause", weight: longRun ? 0.05 : 0, TimeSpan.FromSeconds(30)),
+        };
+        if (partitions)
+        {
+            kinds.Add(new PartitionFault("partition", weight: 0.15, TimeSpan.FromSeconds(5)));
+            kinds.Add(new PartitionFault("long-partition", weight: longRun ? 0.05 : 0, TimeSpan.FromSeconds(20)));
+        }
+
+        return kinds;
+    }
 }

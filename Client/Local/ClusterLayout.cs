@@ -20,6 +20,12 @@ public sealed class NodeRecord
 
     public required int HttpPort { get; init; }
 
+    /// <summary>
+    /// The IPv4 address the silo listens on: 127.0.0.1, or with <see cref="ClusterLayout.Network"/> <c>netns</c> its own
+    /// address in its network namespace.
+    /// </summary>
+    public string Address { get; init; } = "127.0.0.1";
+
     /// <summary>NBD port on compute nodes, 0 on storage nodes.</summary>
     public int NbdPort { get; init; }
 
@@ -44,6 +50,14 @@ public sealed class ClusterLayout
     public string Mode { get; set; } = "sqlite";
 
     public int PortOffset { get; set; }
+
+    /// <summary>
+    /// <c>loopback</c> (default: every silo on 127.0.0.1) or <c>netns</c>: every silo in a network namespace of its own,
+    /// joined by a bridge, so one can be cut off from the rest (<see cref="NetworkNamespaces"/>). Needs root.
+    /// </summary>
+    public string Network { get; set; } = "loopback";
+
+    public bool UsesNamespaces => Network == "netns";
 
     public string ClusterId { get; set; } = "converge";
 
@@ -96,6 +110,7 @@ public sealed class ClusterLayout
             Name = $"storage-{index}",
             Role = role,
             Index = index,
+            Address = UsesNamespaces ? NetworkNamespaces.NodeAddress(this, role, index) : "127.0.0.1",
             SiloPort = PortOffset + 11110 + index,
             GatewayPort = PortOffset + 12140 + index,
             HttpPort = PortOffset + 9110 + index,
@@ -105,6 +120,7 @@ public sealed class ClusterLayout
             Name = $"compute-{index}",
             Role = role,
             Index = index,
+            Address = UsesNamespaces ? NetworkNamespaces.NodeAddress(this, role, index) : "127.0.0.1",
             SiloPort = PortOffset + 11210 + index,
             GatewayPort = PortOffset + 12240 + index,
             HttpPort = PortOffset + 9210 + index,
@@ -161,7 +177,7 @@ public sealed class ClusterLayout
     }
 
     public IReadOnlyList<IPEndPoint> Gateways(Func<NodeRecord, bool>? where = null) =>
-        Nodes.Where(n => where?.Invoke(n) ?? true).Select(n => new IPEndPoint(IPAddress.Loopback, n.GatewayPort)).ToArray();
+        Nodes.Where(n => where?.Invoke(n) ?? true).Select(n => new IPEndPoint(IPAddress.Parse(n.Address), n.GatewayPort)).ToArray();
 
     /// <summary>Connection string of the private PostgreSQL database (postgres mode), set when the server starts.</summary>
     public string PostgresConnectionString { get; set; } = "";

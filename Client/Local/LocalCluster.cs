@@ -6,7 +6,9 @@ using Orleans.Runtime;
 namespace Converge.Client.Local;
 
 /// <summary>What <c>converge up</c> was asked for.</summary>
-public sealed record UpOptions(int Compute = 2, int Storage = 3, bool Postgres = false, int PortOffset = 0, string NvramMode = "fsync");
+/// <remarks><paramref name="Namespaces"/>: every silo in a network namespace of its own (root only), so the drill and tests can
+/// partition one; an existing cluster keeps the network it was created with.</remarks>
+public sealed record UpOptions(int Compute = 2, int Storage = 3, bool Postgres = false, int PortOffset = 0, string NvramMode = "fsync", bool Namespaces = false);
 
 /// <summary>One node's state as <c>converge status</c> shows it.</summary>
 public sealed record NodeStatus(NodeRecord Node, bool ProcessRunning, string Membership);
@@ -41,7 +43,13 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
                 PortOffset = options.PortOffset,
                 NvramMode = options.NvramMode,
                 PostgresPort = options.PortOffset + 15432,
+                Network = options.Namespaces ? "netns" : "loopback",
             };
+        }
+        else if (options.Namespaces && !layout.UsesNamespaces)
+        {
+            throw new ClusterCommandException(
+                $"the cluster in {DataDirectory} runs every silo on 127.0.0.1; run 'converge down' and use a different --data directory for one with a network namespace per silo");
         }
         else if (layout.Mode != (options.Postgres ? "postgres" : "sqlite"))
         {
@@ -61,6 +69,10 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
 
         Layout = layout;
         layout.Save();
+        if (layout.UsesNamespaces)
+        {
+            NetworkNamespaces.Ensure(layout);
+        }
 
         if (layout.Mode == "postgres")
         {
@@ -97,6 +109,11 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         if (layout.Mode == "postgres")
         {
             await StopPostgresAsync(layout);
+        }
+
+        if (layout.UsesNamespaces)
+        {
+            NetworkNamespaces.Remove(layout);
         }
 
         layout.Save();
@@ -149,6 +166,29 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
     }
 
     /// <summary>
+    /// Cuts <paramref name="nodeName"/> off the network (a cluster with a namespace per silo only): its packets are
+    /// dropped both ways while the process runs on. Peers declare it dead; once joined again with <see cref="Heal"/> it
+    /// learns that and stops itself. Always pair with <see cref="Heal"/>.
+    /// </summary>
+    public NodeRecord Partition(string nodeName) => SetCut(nodeName, cut: true);
+
+    /// <summary>Joins a node cut off by <see cref="Partition"/> to the network again; harmless when it is not cut off.</summary>
+    public NodeRecord Heal(string nodeName) => SetCut(nodeName, cut: false);
+
+    private NodeRecord SetCut(string nodeName, bool cut)
+    {
+        var layout = RequireLayout();
+        var node = RequireNode(layout, nodeName);
+        if (!layout.UsesNamespaces)
+        {
+            throw new ClusterCommandException($"the cluster in {DataDirectory} runs every silo on 127.0.0.1: partitions need one started with a network namespace per silo");
+        }
+
+        NetworkNamespaces.SetCut(layout, node, cut);
+        return node;
+    }
+
+    /// <summary>
     /// Starts a stopped node and waits until it has joined. <paramref name="wrapper"/> runs the silo under another
     /// program (a fault injector such as <c>strace -f ... --</c>): the recorded pid is then the wrapper's, and
     /// <see cref="SiloProcess.Kill"/> takes its children down with it.
@@ -165,6 +205,11 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         if (layout.Mode == "postgres")
         {
             await StartPostgresAsync(layout, cancellationToken);
+        }
+
+        if (layout.UsesNamespaces)
+        {
+            NetworkNamespaces.Ensure(layout);
         }
 
         StartProcess(layout, node, wrapper);
@@ -188,7 +233,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         await StopNodesAsync(layout, surplus);
         layout.Nodes.RemoveAll(surplus.Contains);
         layout.Save();
-        await UpAsync(new UpOptions(compute, storage, layout.Mode == "postgres", layout.PortOffset, layout.NvramMode), cancellationToken);
+        await UpAsync(new UpOptions(compute, storage, layout.Mode == "postgres", layout.PortOffset, layout.NvramMode, layout.UsesNamespaces), cancellationToken);
     }
 
     public async Task<IReadOnlyList<NodeStatus>> StatusAsync(CancellationToken cancellationToken)
@@ -239,6 +284,8 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             "--silo-port", node.SiloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--gateway-port", node.GatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--primary-port", layout.Primary.SiloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--address", node.Address,
+            "--primary-address", layout.Primary.Address,
             "--http-port", node.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--cluster-id", layout.ClusterId,
             "--metadata", layout.Mode,
@@ -257,7 +304,9 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         }
 
         arguments.AddRange(ExtraSiloArguments);
-        node.Pid = SiloProcess.Start(dll, arguments, LogPath(node.Name), wrapper);
+        // In a namespace of its own, the silo runs under `ip netns exec`, which enters it and execs the rest in place.
+        var prefix = layout.UsesNamespaces ? NetworkNamespaces.Enter(layout, node) : [];
+        node.Pid = SiloProcess.Start(dll, arguments, LogPath(node.Name), [.. prefix, .. wrapper ?? []]);
         progress.WriteLine($"  started {node.Name} (pid {node.Pid})");
     }
 
@@ -303,7 +352,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             try
             {
-                await socket.ConnectAsync(System.Net.IPAddress.Loopback, port, cancellationToken);
+                await socket.ConnectAsync(System.Net.IPAddress.Parse(node.Address), port, cancellationToken);
                 return;
             }
             catch (SocketException)

@@ -21,7 +21,7 @@ public sealed class NbdHostedService(GrainNbdBackend backend, SiloSettings setti
         }
 
         _server = new NbdServer(backend, new NbdServerOptions(), logger);
-        await _server.StartAsync(new IPEndPoint(IPAddress.Loopback, settings.NbdPort), cancellationToken);
+        await _server.StartAsync(new IPEndPoint(settings.Address, settings.NbdPort), cancellationToken);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

@@ -6,8 +6,9 @@ using Xunit.Abstractions;
 namespace Converge.Tests.Drill;
 
 /// <summary>
-/// The fault drill, in process, on real silo processes (2 compute + 4 storage): dense SIGKILLs of storage silos and of
-/// the volume's holder, and SIGSTOPs, under the verifying workload. CONVERGE_DRILL_SEED replays a schedule.
+/// The fault drill, in process, on real silo processes (2 compute + 4 storage, each in a network namespace of its own):
+/// dense SIGKILLs of storage silos and of the volume's holder, SIGSTOPs and network partitions, under the verifying
+/// workload. CONVERGE_DRILL_SEED replays a schedule.
 /// </summary>
 public sealed class FaultDrillTests(ITestOutputHelper output)
 {
@@ -21,7 +22,7 @@ public sealed class FaultDrillTests(ITestOutputHelper output)
         {
             MeanFaultInterval = TimeSpan.FromSeconds(1),
             // On a slow machine silo restarts take longer and kills come slower: run on (bounded) until the counts are met.
-            RequiredFaults = new Dictionary<string, int> { ["storage-kill"] = 20, ["compute-kill"] = 5 },
+            RequiredFaults = new Dictionary<string, int> { ["storage-kill"] = 20, ["compute-kill"] = 5, ["partition"] = 3 },
             Overtime = TimeSpan.FromSeconds(150),
         };
         var progress = new TestOutputWriter(output);
@@ -31,9 +32,10 @@ public sealed class FaultDrillTests(ITestOutputHelper output)
         {
             Kinds =
             [
-                new StorageKillFault(weight: 0.7),
+                new StorageKillFault(weight: 0.65),
                 new ComputeKillFault(weight: 0.2),
                 new PauseFault("pause", weight: 0.1, TimeSpan.FromSeconds(3)),
+                new PartitionFault("partition", weight: 0.1, TimeSpan.FromSeconds(5)),
             ],
         };
 
@@ -48,6 +50,7 @@ public sealed class FaultDrillTests(ITestOutputHelper output)
         Assert.True(result.Errors.Count == 0, $"{context}: the cluster did not recover: {string.Join("; ", result.Errors)}");
         Assert.True(result.FaultsByKind.GetValueOrDefault("storage-kill") >= 20, $"{context}: only {result.FaultsByKind.GetValueOrDefault("storage-kill")} storage kills");
         Assert.True(result.FaultsByKind.GetValueOrDefault("compute-kill") >= 5, $"{context}: only {result.FaultsByKind.GetValueOrDefault("compute-kill")} compute kills");
+        Assert.True(result.FaultsByKind.GetValueOrDefault("partition") >= 3, $"{context}: only {result.FaultsByKind.GetValueOrDefault("partition")} partitions");
         Assert.True(result.WritesAcknowledged > 1000, $"{context}: only {result.WritesAcknowledged} writes acknowledged");
         Assert.True(result.BlocksVerified > 500, $"{context}: only {result.BlocksVerified} blocks read back");
     }

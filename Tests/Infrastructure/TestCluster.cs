@@ -26,7 +26,8 @@ public sealed class TestCluster : IAsyncDisposable
 
     public ClusterLayout Layout => Local.Layout!;
 
-    public static async Task<TestCluster> StartAsync(ITestOutputHelper? output, int compute = 1, int storage = 2, bool postgres = false)
+    /// <summary>Starts a cluster; <paramref name="namespaces"/> puts every silo in a network namespace of its own (partitions).</summary>
+    public static async Task<TestCluster> StartAsync(ITestOutputHelper? output, int compute = 1, int storage = 2, bool postgres = false, bool namespaces = false)
     {
         var directory = Path.Combine(Path.GetTempPath(), "converge-test-" + Guid.NewGuid().ToString("N")[..8]);
         // Each cluster gets its own port block, away from the default cluster's ports and from other test runs.
@@ -36,7 +37,7 @@ public sealed class TestCluster : IAsyncDisposable
         var cluster = new TestCluster(local, directory);
         try
         {
-            await local.UpAsync(new UpOptions(compute, storage, postgres, offset), CancellationToken.None);
+            await local.UpAsync(new UpOptions(compute, storage, postgres, offset, Namespaces: namespaces), CancellationToken.None);
         }
         catch
         {
@@ -89,6 +90,11 @@ public sealed class TestCluster : IAsyncDisposable
                 {
                     SiloProcess.Kill(node.Pid);
                 }
+            }
+
+            if (Local.Layout is { UsesNamespaces: true } layout)
+            {
+                NetworkNamespaces.Remove(layout);
             }
 
             try
