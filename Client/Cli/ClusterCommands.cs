@@ -4,7 +4,7 @@ using Converge.Cluster;
 
 namespace Converge.Client.Cli;
 
-/// <summary><c>up</c>, <c>down</c>, <c>status</c>, <c>kill</c>, <c>start</c>, <c>scale</c>.</summary>
+/// <summary><c>up</c>, <c>down</c>, <c>status</c>, <c>kill</c>, <c>partition</c>, <c>heal</c>, <c>start</c>, <c>scale</c>.</summary>
 internal static class ClusterCommands
 {
     public static Command Up(CliContext cli)
@@ -15,10 +15,11 @@ internal static class ClusterCommands
         var nvram = new Option<string>("--nvram-mode") { Description = "fsync (durable, default) or memory (log in /dev/shm: survives a process kill, not a machine loss)", DefaultValueFactory = _ => "fsync" };
         nvram.AcceptOnlyFromAmong("fsync", "memory");
         var portOffset = new Option<int>("--port-offset") { Description = "Shift every port (to run a second cluster beside one)", Hidden = true };
-        var command = new Command("up", "Start a local cluster (or the nodes of it that are stopped) and wait until it serves") { compute, storage, postgres, nvram, portOffset };
+        var netns = new Option<bool>("--netns") { Description = "Run every silo in a network namespace of its own (root only), so that 'partition' can cut one off" };
+        var command = new Command("up", "Start a local cluster (or the nodes of it that are stopped) and wait until it serves") { compute, storage, postgres, nvram, portOffset, netns };
         command.SetAction(async (parse, ct) =>
         {
-            var options = new UpOptions(parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(postgres), parse.GetValue(portOffset), parse.GetValue(nvram)!);
+            var options = new UpOptions(parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(postgres), parse.GetValue(portOffset), parse.GetValue(nvram)!, parse.GetValue(netns));
             if (options.Storage < 2)
             {
                 throw new UsageException("--storage must be at least 2: every write is mirrored on two storage silos");
@@ -89,6 +90,34 @@ internal static class ClusterCommands
             var cluster = ConvergeCli.OpenCluster(parse, cli.Output);
             var killed = cluster.Kill(parse.GetValue(node)!);
             cli.Output.WriteLine($"converge: killed {killed.Name}");
+            return Task.FromResult(ConvergeCli.ExitOk);
+        });
+        return command;
+    }
+
+    public static Command Partition(CliContext cli)
+    {
+        var node = new Argument<string>("node") { Description = "Node to cut off, e.g. storage-2" };
+        var command = new Command("partition", "Cut one silo off the network: its traffic is dropped both ways (a cluster started with --netns)") { node };
+        command.SetAction((parse, ct) =>
+        {
+            var cluster = ConvergeCli.OpenCluster(parse, cli.Output);
+            var cut = cluster.Partition(parse.GetValue(node)!);
+            cli.Output.WriteLine($"converge: {cut.Name} cut off; 'converge heal {cut.Name}' joins it again");
+            return Task.FromResult(ConvergeCli.ExitOk);
+        });
+        return command;
+    }
+
+    public static Command Heal(CliContext cli)
+    {
+        var node = new Argument<string>("node") { Description = "Node to join to the network again, e.g. storage-2" };
+        var command = new Command("heal", "Join a silo cut off by 'partition' to the network again (if it was declared dead meanwhile it stops itself: 'start' it)") { node };
+        command.SetAction((parse, ct) =>
+        {
+            var cluster = ConvergeCli.OpenCluster(parse, cli.Output);
+            var healed = cluster.Heal(parse.GetValue(node)!);
+            cli.Output.WriteLine($"converge: {healed.Name} joined to the network again");
             return Task.FromResult(ConvergeCli.ExitOk);
         });
         return command;
@@ -174,8 +203,8 @@ internal static class ClusterCommands
         output.WriteLine("converge: cluster is serving");
         foreach (var node in layout.Nodes.OrderBy(n => n.Role).ThenBy(n => n.Index))
         {
-            var nbd = node.NbdPort != 0 ? $"  nbd://127.0.0.1:{node.NbdPort}/VOLUME" : "";
-            output.WriteLine($"  {node.Name,-10} gateway 127.0.0.1:{node.GatewayPort}  metrics http://127.0.0.1:{node.HttpPort}/metrics{nbd}");
+            var nbd = node.NbdPort != 0 ? $"  nbd://{node.Address}:{node.NbdPort}/VOLUME" : "";
+            output.WriteLine($"  {node.Name,-10} gateway {node.Address}:{node.GatewayPort}  metrics http://{node.Address}:{node.HttpPort}/metrics{nbd}");
         }
     }
 }

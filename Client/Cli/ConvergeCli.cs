@@ -29,6 +29,8 @@ public static partial class ConvergeCli
         root.Subcommands.Add(ClusterCommands.Status(context, "status", "Show every node, its role, process and membership state"));
         root.Subcommands.Add(ClusterCommands.Status(context, "nodes", "Same as status"));
         root.Subcommands.Add(ClusterCommands.Kill(context));
+        root.Subcommands.Add(ClusterCommands.Partition(context));
+        root.Subcommands.Add(ClusterCommands.Heal(context));
         root.Subcommands.Add(ClusterCommands.Start(context));
         root.Subcommands.Add(ClusterCommands.Scale(context));
         root.Subcommands.Add(VolumeCommands.Build(context));

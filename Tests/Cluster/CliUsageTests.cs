@@ -24,6 +24,9 @@ public sealed class CliUsageTests
     [InlineData("ten", "bench", "--runtime", "ten")]
     [InlineData("--fast", "bench", "--fast")]
     [InlineData("disk", "bench", "--nvram-mode", "disk")]
+    [InlineData("partition", "partition")]
+    [InlineData("heal", "heal")]
+    [InlineData("--fault-interval", "drill", "--no-partitions", "--fault-interval", "0s")]
     public async Task BadArguments_ExitWithUsageError(string expectedMessage, params string[] args)
     {
         var output = new StringWriter();
@@ -47,5 +50,26 @@ public sealed class CliUsageTests
 
         Assert.Equal(ConvergeCli.ExitFailure, exit);
         Assert.Contains("no cluster", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Partition_OfALoopbackCluster_IsRefused()
+    {
+        var data = Path.Combine(Path.GetTempPath(), "converge-cli-" + Guid.NewGuid().ToString("N"));
+        var layout = new Converge.Client.Local.ClusterLayout { DataDirectory = data };
+        layout.Nodes.Add(layout.NewNode(Converge.Cluster.NodeRoles.Storage, 1));
+        layout.Save();
+        try
+        {
+            var error = new StringWriter();
+            var exit = await ConvergeCli.RunAsync(["partition", "storage-1", "--data", data], new StringWriter(), error);
+
+            Assert.Equal(ConvergeCli.ExitFailure, exit);
+            Assert.Contains("network namespace per silo", error.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
     }
 }
