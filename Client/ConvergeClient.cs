@@ -51,6 +51,8 @@ public sealed class ConvergeClient : IAsyncDisposable
             });
             client.Configure<MessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(15));
             client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
+            // A gateway cut off the network answers with silence: try the next one after 2 s (as silos do), not 5 s.
+            client.Configure<ConnectionOptions>(o => o.OpenConnectionTimeout = TimeSpan.FromSeconds(2));
         });
         var host = builder.Build();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

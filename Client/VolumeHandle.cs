@@ -57,11 +57,16 @@ public sealed class VolumeHandle : IAsyncDisposable
         return new VolumeHandle(controller, volumeName, computeNode, reply);
     }
 
-    /// <summary>Writes <paramref name="data"/> at <paramref name="offsetBytes"/>; completes when both mirrors committed it.</summary>
-    public Task<IoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> data) => _controller.WriteAcknowledgedAsync(offsetBytes, data);
+    /// <summary>
+    /// Writes <paramref name="data"/> at <paramref name="offsetBytes"/>; completes when both mirrors committed it. A write
+    /// that failed or timed out may have landed, but never after a write issued once it had failed (<see cref="WriteDeadline"/>).
+    /// </summary>
+    public Task<IoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> data) =>
+        _controller.WriteAcknowledgedAsync(offsetBytes, data, WriteDeadline.FromNow());
 
     /// <summary>Makes a range read as zeros (logged, mirrored and acknowledged like a write).</summary>
-    public Task<IoStatus> ZeroAsync(long offsetBytes, long lengthBytes) => _controller.ZeroAcknowledgedAsync(offsetBytes, lengthBytes);
+    public Task<IoStatus> ZeroAsync(long offsetBytes, long lengthBytes) =>
+        _controller.ZeroAcknowledgedAsync(offsetBytes, lengthBytes, WriteDeadline.FromNow());
 
     public Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes) => _controller.ReadAsync(offsetBytes, lengthBytes);
 

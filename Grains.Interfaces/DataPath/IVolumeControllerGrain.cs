@@ -55,13 +55,17 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     [Alias("Resume"), ResponseTimeout("00:00:30")]
     Task<bool> ResumeAsync(ulong heldEpoch, int openCount);
 
-    /// <summary>Completes when the data is committed on both mirrors ("acknowledged").</summary>
+    /// <summary>
+    /// Completes when the data is committed on both mirrors ("acknowledged"). <paramref name="notAfterUtcTicks"/>
+    /// (<see cref="WriteDeadline"/>; 0 = none) is the latest time the write may still be given its place in the log:
+    /// past it the write is refused unapplied, so a write whose caller gave up can never land after a later one.
+    /// </summary>
     [Alias("Write"), ResponseTimeout("00:00:10")]
-    Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, [Immutable] ReadOnlyMemory<byte> data);
+    Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, [Immutable] ReadOnlyMemory<byte> data, long notAfterUtcTicks = 0);
 
-    /// <summary>Logs a zero range (TRIM or WRITE_ZEROES) as a tombstone; completes when both mirrors committed it.</summary>
+    /// <summary>Logs a zero range (TRIM or WRITE_ZEROES) as a tombstone; completes when both mirrors committed it. Deadline as for writes.</summary>
     [Alias("Zero"), ResponseTimeout("00:00:10")]
-    Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes);
+    Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes, long notAfterUtcTicks = 0);
 
     [Alias("Read"), ResponseTimeout("00:00:10")]
     Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes);
@@ -81,3 +85,22 @@ public sealed record BlockCopy(
     [property: Id(1)] string Lsn,
     [property: Id(2)] byte[]? Data,
     [property: Id(3)] string Note);
+
+/// <summary>
+/// The deadline a writer gives each write. A caller whose call times out (10 s) counts the write as failed and may write
+/// the same block again; were the first write still queued in the controller (behind an attach, say), it could take its
+/// log position after the second and overwrite an acknowledged write with one reported failed. So a write carries the
+/// time by which it must have its log position (LSN), 2 s before the caller's timeout: the controller refuses it
+/// unapplied after that, and once it has an LSN, a later write of its blocks waits for it and gets a higher one. The 2 s
+/// also cover clock skew between caller and compute silo (the NBD gateway runs on the compute silo itself).
+/// </summary>
+public static class WriteDeadline
+{
+    public static readonly TimeSpan Budget = TimeSpan.FromSeconds(8);
+
+    /// <summary>The deadline of a write sent now.</summary>
+    public static long FromNow() => DateTime.UtcNow.Ticks + Budget.Ticks;
+
+    /// <summary>True when <paramref name="notAfterUtcTicks"/> is set and has passed.</summary>
+    public static bool Passed(long notAfterUtcTicks) => notAfterUtcTicks != 0 && DateTime.UtcNow.Ticks > notAfterUtcTicks;
+}

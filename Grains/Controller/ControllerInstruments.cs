@@ -19,4 +19,8 @@ internal static class ControllerInstruments
     /// <summary>Sealing the open segment and opening the next; appends wait for it.</summary>
     public static readonly Histogram<double> RotationDuration =
         Meter.CreateHistogram<double>("converge.controller.rotation.duration", "ms", "Seal of the open segment and opening of the next");
+
+    /// <summary>Writes refused unapplied because their deadline had passed before they got a log position.</summary>
+    public static readonly Counter<long> ExpiredWrites =
+        Meter.CreateCounter<long>("converge.controller.expired_writes", "{write}", "Writes refused unapplied: their caller's deadline passed first");
 }

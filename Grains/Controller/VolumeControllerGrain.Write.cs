@@ -12,7 +12,7 @@ public sealed partial class VolumeControllerGrain
     /// </summary>
     private const int MaxRecordPayloadBytes = 256 * 1024;
 
-    public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data)
+    public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data, long notAfterUtcTicks = 0)
     {
         if (!await EnsureServingAsync())
         {
@@ -28,7 +28,7 @@ public sealed partial class VolumeControllerGrain
 
         if (data.Length <= MaxRecordPayloadBytes - (2 * BlockSizeBytes))
         {
-            return await WriteRecordAsync(offsetBytes, data);
+            return await WriteRecordAsync(offsetBytes, data, notAfterUtcTicks);
         }
 
         // Split on record-size boundaries, so pieces share no block and need no ordering between them.
@@ -38,7 +38,7 @@ public sealed partial class VolumeControllerGrain
         while (position < end)
         {
             var pieceEnd = Math.Min(end, ((position / MaxRecordPayloadBytes) + 1) * MaxRecordPayloadBytes);
-            pieces.Add(WriteRecordAsync(position, data.Slice((int)(position - offsetBytes), (int)(pieceEnd - position))));
+            pieces.Add(WriteRecordAsync(position, data.Slice((int)(position - offsetBytes), (int)(pieceEnd - position)), notAfterUtcTicks));
             position = pieceEnd;
         }
 
@@ -46,7 +46,7 @@ public sealed partial class VolumeControllerGrain
         return statuses.FirstOrDefault(s => s != IoStatus.Ok, IoStatus.Ok);
     }
 
-    private async Task<IoStatus> WriteRecordAsync(long offsetBytes, ReadOnlyMemory<byte> data)
+    private async Task<IoStatus> WriteRecordAsync(long offsetBytes, ReadOnlyMemory<byte> data, long notAfterUtcTicks)
     {
         BeginIo();
         try
@@ -88,6 +88,13 @@ public sealed partial class VolumeControllerGrain
                 payload = merged;
             }
 
+            if (WriteDeadline.Passed(notAfterUtcTicks))
+            {
+                // Its caller has given up or is about to: applied now, it could overwrite a write issued after it failed.
+                ControllerInstruments.ExpiredWrites.Add(1);
+                return IoStatus.IoError;
+            }
+
             var lsn = new Lsn(AttachedEpoch, ++_sequence);
             var header = LogRecordHeader.ForWrite(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, payload.Length);
             var (status, segment) = await AppendToMirrorsAsync(header, payload);
@@ -122,7 +129,7 @@ public sealed partial class VolumeControllerGrain
         }
     }
 
-    public async Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes)
+    public async Task<IoStatus> ZeroAcknowledgedAsync(long offsetBytes, long lengthBytes, long notAfterUtcTicks = 0)
     {
         if (!await EnsureServingAsync())
         {
@@ -143,12 +150,12 @@ public sealed partial class VolumeControllerGrain
         if (alignedStart >= alignedEnd)
         {
             // Inside one block: an ordinary read-modify-write of zeros.
-            return await WriteAcknowledgedAsync(offsetBytes, new byte[lengthBytes]);
+            return await WriteAcknowledgedAsync(offsetBytes, new byte[lengthBytes], notAfterUtcTicks);
         }
 
         if (alignedStart > offsetBytes)
         {
-            var head = await WriteAcknowledgedAsync(offsetBytes, new byte[alignedStart - offsetBytes]);
+            var head = await WriteAcknowledgedAsync(offsetBytes, new byte[alignedStart - offsetBytes], notAfterUtcTicks);
             if (head != IoStatus.Ok)
             {
                 return head;
@@ -157,7 +164,7 @@ public sealed partial class VolumeControllerGrain
 
         if (end > alignedEnd)
         {
-            var tail = await WriteAcknowledgedAsync(alignedEnd, new byte[end - alignedEnd]);
+            var tail = await WriteAcknowledgedAsync(alignedEnd, new byte[end - alignedEnd], notAfterUtcTicks);
             if (tail != IoStatus.Ok)
             {
                 return tail;
@@ -170,6 +177,12 @@ public sealed partial class VolumeControllerGrain
             var first = alignedStart / bs;
             var last = alignedEnd / bs - 1;
             using var held = await _locks.AcquireAsync(first, last);
+            if (WriteDeadline.Passed(notAfterUtcTicks))
+            {
+                ControllerInstruments.ExpiredWrites.Add(1);
+                return IoStatus.IoError;
+            }
+
             var lsn = new Lsn(AttachedEpoch, ++_sequence);
             var header = LogRecordHeader.ForZero(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, (ulong)(alignedEnd - alignedStart));
             var (status, segment) = await AppendToMirrorsAsync(header, ReadOnlyMemory<byte>.Empty);

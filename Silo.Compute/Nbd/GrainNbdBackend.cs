@@ -113,7 +113,7 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
     {
         try
         {
-            return Map(await controller.WriteAcknowledgedAsync(offsetBytes, source));
+            return Map(await controller.WriteAcknowledgedAsync(offsetBytes, source, WriteDeadline.FromNow()));
         }
         catch (Exception e) when (IsUnavailable(e))
         {
@@ -130,7 +130,7 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
             IoStatus status;
             try
             {
-                status = await controller.ZeroAcknowledgedAsync(offsetBytes + done, piece);
+                status = await controller.ZeroAcknowledgedAsync(offsetBytes + done, piece, WriteDeadline.FromNow());
             }
             catch (Exception e) when (IsUnavailable(e))
             {
