@@ -131,24 +131,5 @@ public sealed class PartitionTests(ITestOutputHelper output)
         return restarted;
     }
 
-    private static async Task<SegmentRecord> OpenSegmentAsync(IClusterClient grains)
-    {
-        SegmentRecord? open = null;
-        await TestCluster.WaitUntilAsync(
-            async () =>
-            {
-                try
-                {
-                    open = (await grains.GetGrain<IVolumeGrain>(Volume).GetSegmentsAsync()).Last(s => !s.Sealed);
-                    return true;
-                }
-                catch (Orleans.Runtime.OrleansException)
-                {
-                    return false;
-                }
-            },
-            TimeSpan.FromSeconds(30),
-            $"the segment catalogue of {Volume}");
-        return open!;
-    }
+    private static Task<SegmentRecord> OpenSegmentAsync(IClusterClient grains) => WritePathCluster.OpenSegmentAsync(grains, Volume);
 }

@@ -91,7 +91,10 @@ public sealed class WritePathCluster : IAsyncLifetime
             $"{node} to serve an unpoisoned log after its restart");
 
     /// <summary>The volume's open segment; the volume grain may be reactivating after its silo was killed, so bounded retries.</summary>
-    public async Task<SegmentRecord> OpenSegmentAsync(string volume)
+    public Task<SegmentRecord> OpenSegmentAsync(string volume) => OpenSegmentAsync(Grains, volume);
+
+    /// <summary>The open segment of <paramref name="volume"/> as <paramref name="grains"/> sees it, with bounded retries.</summary>
+    public static async Task<SegmentRecord> OpenSegmentAsync(IClusterClient grains, string volume)
     {
         SegmentRecord? open = null;
         await TestCluster.WaitUntilAsync(
@@ -99,7 +102,7 @@ public sealed class WritePathCluster : IAsyncLifetime
             {
                 try
                 {
-                    open = (await Grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
+                    open = (await grains.GetGrain<IVolumeGrain>(volume).GetSegmentsAsync()).Last(s => !s.Sealed);
                     return true;
                 }
                 catch (Orleans.Runtime.OrleansException)
