@@ -57,6 +57,13 @@ public sealed class SiloSettings
     /// <summary>Flash cache file of a compute silo, in MiB (<c>--cache-flash-mb</c>, default 1024; 0 = no flash tier).</summary>
     public int CacheFlashMb { get; init; } = 1024;
 
+    /// <summary>
+    /// A storage node seen active and then not active for this long is removed for good and its data re-replicated
+    /// (<c>--auto-remove-after</c>, seconds; default 900; 0 = only the operator's <c>node remove</c>). Read by the control
+    /// plane's storage roster.
+    /// </summary>
+    public TimeSpan AutoRemoveAfter { get; init; } = TimeSpan.FromMinutes(15);
+
     public bool UsesPostgres => MetadataMode == "postgres";
 
     public static SiloSettings Parse(IConfiguration config, string role)
@@ -112,6 +119,22 @@ public sealed class SiloSettings
             return address;
         }
 
+        int GetSeconds(string key, int fallback, int min, int max)
+        {
+            var text = config[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) || seconds < min || seconds > max)
+            {
+                throw new SettingsException($"--{key} must be a whole number of seconds from {min} to {max}, not '{text}'");
+            }
+
+            return seconds;
+        }
+
         var node = Get("node");
         if (!node.StartsWith(role + "-", StringComparison.Ordinal) || node.Contains('/', StringComparison.Ordinal))
         {
@@ -151,6 +174,7 @@ public sealed class SiloSettings
             NvramMode = nvram,
             CacheRamMb = GetMb("cache-ram-mb", 256, 1, 1024 * 1024),
             CacheFlashMb = GetMb("cache-flash-mb", 1024, 0, 16 * 1024 * 1024),
+            AutoRemoveAfter = TimeSpan.FromSeconds(GetSeconds("auto-remove-after", 900, 0, 7 * 24 * 3600)),
         };
     }
 }

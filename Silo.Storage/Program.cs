@@ -1,5 +1,6 @@
 using Converge.Cluster;
 using Converge.Grains.Destage;
+using Converge.Grains.Rereplication;
 using Converge.Grains.Segments;
 using Converge.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -8,4 +9,5 @@ return await SiloHost.RunAsync(args, NodeRoles.Storage, (builder, settings) =>
 {
     builder.Services.AddStorageNodeLog(settings.DataDirectory, settings.Node, memoryMode: settings.NvramMode == "memory");
     builder.Services.AddDestage();
+    builder.Services.AddDeadNodeWatch(settings.AutoRemoveAfter);
 });

@@ -43,6 +43,14 @@ public interface IStorageRosterGrain : IGrainWithIntegerKey
     [Alias("RemoveNode"), ResponseTimeout("00:00:30")]
     Task<RemoveNodeResult> RemoveNodeAsync(string node);
 
+    /// <summary>
+    /// Removes, as <see cref="RemoveNodeAsync"/> would, every storage node that this activation saw active and that has
+    /// not been active for <paramref name="removeAfter"/> since (zero: nothing). Called every few seconds by each storage
+    /// silo; returns the nodes removed by this call.
+    /// </summary>
+    [Alias("CheckDeadNodes"), ResponseTimeout("00:00:30")]
+    Task<string[]> CheckDeadNodesAsync(TimeSpan removeAfter);
+
     [Alias("GetRemoved")]
     Task<string[]> GetRemovedNodesAsync();
 

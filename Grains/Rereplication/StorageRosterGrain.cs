@@ -33,6 +33,11 @@ public sealed partial class StorageRosterGrain(
     private const int MaxPasses = 5;
     private static readonly TimeSpan PassRetryDelay = TimeSpan.FromSeconds(2);
 
+    /// <summary>Storage nodes this activation has seen active, and since when each of them has not been (automatic removal).</summary>
+    private readonly HashSet<string> _seenActive = [];
+    private readonly Dictionary<string, long> _downSince = [];
+    private readonly HashSet<string> _refusalLogged = [];
+
     private Task _job = Task.CompletedTask;
     private int _groupsToCopy;
     private int _groupsCopied;
@@ -105,6 +110,49 @@ public sealed partial class StorageRosterGrain(
         return new RemoveNodeResult(true, $"{node} removed; re-replication started");
     }
 
+    public async Task<string[]> CheckDeadNodesAsync(TimeSpan removeAfter)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var active = clusterView.ActiveNodes(NodeRoles.Storage);
+        foreach (var node in active)
+        {
+            _seenActive.Add(node);
+            _downSince.Remove(node);
+            _refusalLogged.Remove(node);
+        }
+
+        var removed = new List<string>();
+        foreach (var node in _seenActive.Except(active).Where(n => !state.State.Removed.Contains(n)).ToArray())
+        {
+            if (!_downSince.TryGetValue(node, out var since))
+            {
+                _downSince[node] = now;
+                continue;
+            }
+
+            var down = Stopwatch.GetElapsedTime(since, now);
+            if (removeAfter <= TimeSpan.Zero || down < removeAfter)
+            {
+                continue;
+            }
+
+            var result = await RemoveNodeAsync(node);
+            if (result.Ok)
+            {
+                LogAutoRemoved(node, down.TotalSeconds);
+                _downSince.Remove(node);
+                removed.Add(node);
+            }
+            else if (_refusalLogged.Add(node))
+            {
+                // Asked again every few seconds until it can be done (another storage node joins) or the node returns.
+                LogAutoRemoveRefused(node, down.TotalSeconds, result.Message);
+            }
+        }
+
+        return [.. removed];
+    }
+
     public Task<string[]> GetRemovedNodesAsync() => Task.FromResult(state.State.Removed.ToArray());
 
     public Task<bool> IsRemovedAsync(string node) => Task.FromResult(state.State.Removed.Contains(node));
@@ -175,6 +223,12 @@ public sealed partial class StorageRosterGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Storage node {Node} removed from the cluster for good")]
     private partial void LogRemoved(string node);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Storage node {Node} not active for {Seconds:F0} s: removed automatically, its data is re-replicated")]
+    private partial void LogAutoRemoved(string node, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Storage node {Node} not active for {Seconds:F0} s, but cannot be removed yet: {Reason}")]
+    private partial void LogAutoRemoveRefused(string node, double seconds, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Re-replication stopped: {Reason}")]
     private partial void LogFailed(string reason);

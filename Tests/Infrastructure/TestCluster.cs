@@ -26,14 +26,18 @@ public sealed class TestCluster : IAsyncDisposable
 
     public ClusterLayout Layout => Local.Layout!;
 
-    /// <summary>Starts a cluster; <paramref name="namespaces"/> puts every silo in a network namespace of its own (partitions).</summary>
-    public static async Task<TestCluster> StartAsync(ITestOutputHelper? output, int compute = 1, int storage = 2, bool postgres = false, bool namespaces = false)
+    /// <summary>
+    /// Starts a cluster; <paramref name="namespaces"/> puts every silo in a network namespace of its own (partitions),
+    /// <paramref name="siloArguments"/> are added to every silo's command line.
+    /// </summary>
+    public static async Task<TestCluster> StartAsync(
+        ITestOutputHelper? output, int compute = 1, int storage = 2, bool postgres = false, bool namespaces = false, IReadOnlyList<string>? siloArguments = null)
     {
         var directory = Path.Combine(Path.GetTempPath(), "converge-test-" + Guid.NewGuid().ToString("N")[..8]);
         // Each cluster gets its own port block, away from the default cluster's ports and from other test runs.
         var offset = FreePortOffset(compute, storage);
         var writer = new OutputWriter(output);
-        var local = new LocalCluster(RepositoryRoot, directory, writer);
+        var local = new LocalCluster(RepositoryRoot, directory, writer) { ExtraSiloArguments = siloArguments ?? [] };
         var cluster = new TestCluster(local, directory);
         try
         {

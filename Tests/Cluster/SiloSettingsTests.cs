@@ -5,8 +5,11 @@ using Xunit;
 
 namespace Converge.Tests.Cluster;
 
-/// <summary>The address a silo listens on and the primary's: loopback unless told, IPv4 only, a bad one refused by name.</summary>
-public sealed class SiloAddressSettingsTests
+/// <summary>
+/// Silo options: the address a silo listens on and the primary's (loopback unless told, IPv4 only) and the automatic
+/// removal delay of a dead storage node; a bad value is refused naming the option.
+/// </summary>
+public sealed class SiloSettingsTests
 {
     private static SiloSettings Parse(params (string Key, string Value)[] options)
     {
@@ -47,5 +50,24 @@ public sealed class SiloAddressSettingsTests
         var error = Assert.Throws<SettingsException>(() => Parse((key, value)));
         Assert.Contains("--" + key, error.Message, StringComparison.Ordinal);
         Assert.Contains("IPv4", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AutoRemoval_DefaultsToFifteenMinutes_AndZeroTurnsItOff()
+    {
+        Assert.Equal(TimeSpan.FromMinutes(15), Parse().AutoRemoveAfter);
+        Assert.Equal(TimeSpan.Zero, Parse(("auto-remove-after", "0")).AutoRemoveAfter);
+        Assert.Equal(TimeSpan.FromSeconds(10), Parse(("auto-remove-after", "10")).AutoRemoveAfter);
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("10m")]
+    [InlineData("99999999")]
+    public void BadAutoRemovalDelays_AreRejected_NamingTheOption(string value)
+    {
+        var error = Assert.Throws<SettingsException>(() => Parse(("auto-remove-after", value)));
+        Assert.Contains("--auto-remove-after", error.Message, StringComparison.Ordinal);
+        Assert.Contains(value, error.Message, StringComparison.Ordinal);
     }
 }

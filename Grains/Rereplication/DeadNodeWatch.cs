@@ -1,0 +1,45 @@
+using Converge.Storage;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Converge.Grains.Rereplication;
+
+/// <summary>
+/// On every storage silo: every few seconds asks the storage roster to remove storage nodes that have stayed down for
+/// <see cref="RemoveAfter"/> (<see cref="IStorageRosterGrain.CheckDeadNodesAsync"/>). The roster keeps the clock, so
+/// one activation decides however many silos ask; a failed call (control plane moving, silo starting) is skipped.
+/// </summary>
+public sealed class DeadNodeWatch(IGrainFactory grains, TimeSpan removeAfter) : BackgroundService
+{
+    public static readonly TimeSpan Period = TimeSpan.FromSeconds(5);
+
+    public TimeSpan RemoveAfter { get; } = removeAfter;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (RemoveAfter <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        using var timer = new PeriodicTimer(Period);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await grains.GetGrain<IStorageRosterGrain>(0).CheckDeadNodesAsync(RemoveAfter);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or InvalidOperationException)
+            {
+                // The control plane is not reachable now; the roster's clock keeps running, so asking later is enough.
+            }
+        }
+    }
+}
+
+public static class DeadNodeWatchRegistration
+{
+    /// <summary>Adds the watch; <paramref name="removeAfter"/> zero or less leaves removal to the operator.</summary>
+    public static IServiceCollection AddDeadNodeWatch(this IServiceCollection services, TimeSpan removeAfter) =>
+        services.AddHostedService(sp => new DeadNodeWatch(sp.GetRequiredService<IGrainFactory>(), removeAfter));
+}
