@@ -29,9 +29,10 @@ public sealed class DeadNodeWatch(IGrainFactory grains, TimeSpan removeAfter) : 
             {
                 await grains.GetGrain<IStorageRosterGrain>(0).CheckDeadNodesAsync(RemoveAfter);
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException or InvalidOperationException)
+            catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
-                // The control plane is not reachable now; the roster's clock keeps running, so asking later is enough.
+                // The control plane is not reachable now (or failed this once); the roster's clock keeps running, so asking
+                // later is enough. Nothing may escape: a background service that throws stops the whole silo.
             }
         }
     }
