@@ -93,6 +93,12 @@ public sealed class DrillRunner(string repositoryRoot, DrillOptions options, Tex
         {
             while (!faulting.IsCompleted && (clock.Elapsed < options.Duration || (clock.Elapsed < options.Duration + options.Overtime && !RequiredFaultsMet(scheduler))))
             {
+                if (clock.Elapsed >= options.Duration && scheduler.Only is null)
+                {
+                    // Overtime: only the kinds still short of their required count.
+                    scheduler.Only = kind => scheduler.Injected.GetValueOrDefault(kind) < options.RequiredFaults.GetValueOrDefault(kind);
+                }
+
                 var left = (clock.Elapsed < options.Duration ? options.Duration : options.Duration + options.Overtime) - clock.Elapsed;
                 await Task.WhenAny(faulting, Task.Delay(left < ProgressEvery ? left : ProgressEvery, cancellationToken));
                 cancellationToken.ThrowIfCancellationRequested();

@@ -20,6 +20,12 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
     private readonly List<Task> _running = [];
     private int _unplannedRestarts;
 
+    /// <summary>
+    /// When set, only kinds it accepts are drawn (while any of them has weight): the run's overtime uses it to inject
+    /// only the kinds whose required count is not met yet.
+    /// </summary>
+    public Func<string, bool>? Only { get; set; }
+
     /// <summary>Faults injected so far, by kind.</summary>
     public IReadOnlyDictionary<string, int> Injected
     {
@@ -114,9 +120,16 @@ public sealed class FaultScheduler(FaultContext context, IReadOnlyList<FaultKind
     {
         // Draw the kind first, then ask it for nodes: a kind that cannot be injected now skips the tick rather than
         // handing it to another kind, so always-possible pauses cannot crowd out kills waiting for a restart.
-        var draw = _rng.NextDouble() * kinds.Sum(k => k.Weight);
-        var chosen = kinds[^1];
-        foreach (var kind in kinds)
+        var only = Only;
+        var eligible = only is null ? kinds : kinds.Where(k => only(k.Name) && k.Weight > 0).ToArray();
+        if (eligible.Count == 0)
+        {
+            eligible = kinds;
+        }
+
+        var draw = _rng.NextDouble() * eligible.Sum(k => k.Weight);
+        var chosen = eligible[^1];
+        foreach (var kind in eligible)
         {
             draw -= kind.Weight;
             if (draw < 0)
