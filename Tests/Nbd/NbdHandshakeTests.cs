@@ -65,7 +65,7 @@ public sealed class NbdHandshakeTests
             Assert.True(await client.IsClosedByServerAsync(), "server kept reading a 4 GiB option");
         }
 
-        Assert.Equal(0, server.Server.BufferedBytes);
+        await server.AssertBuffersReleasedAsync();
         await server.AssertServesAsync();
     }
 

@@ -51,6 +51,21 @@ public sealed class NbdTestServer : IAsyncDisposable
         Assert.True(await client.IsClosedByServerAsync(), "server did not close after NBD_CMD_DISC");
     }
 
+    /// <summary>
+    /// Every buffer reservation is returned once the server is idle. A reply's reservation is released just after the
+    /// reply is written, so a client that has read it may look a moment early: this waits up to 5 s before failing.
+    /// </summary>
+    public async Task AssertBuffersReleasedAsync()
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (Server.BufferedBytes != 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(0, Server.BufferedBytes);
+    }
+
     public async ValueTask DisposeAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));

@@ -53,7 +53,7 @@ public sealed class NbdTransmissionTests
         await client.SendRequestAsync(Read, 0, 12, 0, 4096);
         var reply = await client.ReadSimpleReplyAsync(12, 4096);
         Assert.Equal(new byte[4096], reply.Data);
-        Assert.Equal(0, server.Server.BufferedBytes);
+        await server.AssertBuffersReleasedAsync();
     }
 
     [Fact]
@@ -184,7 +184,7 @@ public sealed class NbdTransmissionTests
             Assert.True(payload.AsSpan().SequenceEqual(replies[2].Data), "32 MiB read differs from what was written");
         }
 
-        Assert.Equal(0, server.Server.BufferedBytes);
+        await server.AssertBuffersReleasedAsync();
     }
 
     [Fact]
