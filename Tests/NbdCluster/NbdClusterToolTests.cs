@@ -54,7 +54,7 @@ public sealed class NbdClusterToolTests(NbdClusterFixture fixture) : IDisposable
         var copy = await fixture.CreateVolumeAsync("image-copy", NbdClusterFixture.ImageVolumeBytes);
         await ToolRunner.RunOkAsync("nbdcopy", [source, fixture.Uri(1, copy)], ToolTimeout);
         await ToolRunner.RunOkAsync("nbdcopy", [fixture.Uri(1, copy), back], ToolTimeout);
-        Assert.Equal(Sha256(source), Sha256(back));
+        Assert.True(Sha256(source) == Sha256(back), DescribeDifference(source, back));
     }
 
     [Fact]
@@ -171,6 +171,45 @@ public sealed class NbdClusterToolTests(NbdClusterFixture fixture) : IDisposable
             Random.Shared.NextBytes(chunk);
             file.Write(chunk, 0, Math.Min(chunk.Length, sizeBytes - written));
         }
+    }
+
+    /// <summary>
+    /// Which 4 KiB blocks of <paramref name="copy"/> differ from <paramref name="original"/>, and what they hold instead
+    /// (zeros, another block of the original, or unknown bytes), so a failure says where to look.
+    /// </summary>
+    private static string DescribeDifference(string original, string copy)
+    {
+        const int block = 4096;
+        var a = File.ReadAllBytes(original);
+        var b = File.ReadAllBytes(copy);
+        var byContent = new Dictionary<string, long>();
+        for (var i = 0; i + block <= a.Length; i += block)
+        {
+            byContent.TryAdd(Convert.ToHexString(SHA256.HashData(a.AsSpan(i, block))), i / block);
+        }
+
+        var differing = new List<string>();
+        var count = 0;
+        for (var i = 0; i < Math.Min(a.Length, b.Length); i += block)
+        {
+            var length = Math.Min(block, Math.Min(a.Length, b.Length) - i);
+            if (a.AsSpan(i, length).SequenceEqual(b.AsSpan(i, length)))
+            {
+                continue;
+            }
+
+            count++;
+            if (differing.Count < 12)
+            {
+                var got = b.AsSpan(i, length);
+                var what = !got.ContainsAnyExcept((byte)0) ? "zeros"
+                    : length == block && byContent.TryGetValue(Convert.ToHexString(SHA256.HashData(got)), out var other) ? $"block {other}"
+                    : "other bytes";
+                differing.Add($"{i / block}: {what}");
+            }
+        }
+
+        return $"copy of {b.Length} bytes (original {a.Length}) differs in {count} blocks of 4 KiB; first: {string.Join(", ", differing)}";
     }
 
     private static string Sha256(string path)
