@@ -46,4 +46,24 @@ public sealed class ClusterView(IClusterMembershipService membership, ISiloMetad
         nodes.Sort(StringComparer.Ordinal);
         return nodes;
     }
+
+    /// <summary>
+    /// Every node of <paramref name="role"/> the membership table lists in any state, dead incarnations included (a
+    /// silo's name is its node name, <c>role-N</c>): the nodes that have been members of this cluster.
+    /// </summary>
+    public IReadOnlyList<string> KnownNodes(string role)
+    {
+        var nodes = new List<string>();
+        var prefix = role + "-";
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Name is { } name && name.StartsWith(prefix, StringComparison.Ordinal) && !nodes.Contains(name, StringComparer.Ordinal))
+            {
+                nodes.Add(name);
+            }
+        }
+
+        nodes.Sort(StringComparer.Ordinal);
+        return nodes;
+    }
 }

@@ -181,9 +181,15 @@ public sealed partial class VolumeControllerGrain
 
     /// <summary>
     /// Sends one record, encoded once, to both mirrors of the current segment and returns when both committed it. A
-    /// mirror that fails moves the writer to a new pair and the same record (same LSN) is sent again.
+    /// mirror that fails moves the writer to a new pair and the same record (same LSN) is sent again, until the
+    /// caller's deadline (<paramref name="notAfterUtcTicks"/>, 0 for none) passes.
     /// </summary>
-    private async Task<(IoStatus Status, SegmentRecord? Segment)> AppendToMirrorsAsync(LogRecordHeader header, ReadOnlyMemory<byte> payload)
+    /// <remarks>
+    /// <paramref name="payload"/> may be the caller's own buffer (an immutable argument of a call within this silo, such
+    /// as the NBD server's): once the deadline has passed the caller may have timed out and reused it, so it is never
+    /// read after that; each attempt encodes the record right after checking.
+    /// </remarks>
+    private async Task<(IoStatus Status, SegmentRecord? Segment)> AppendToMirrorsAsync(LogRecordHeader header, ReadOnlyMemory<byte> payload, long notAfterUtcTicks)
     {
         for (var attempt = 0; attempt < MaxAppendAttempts; attempt++)
         {
@@ -193,18 +199,27 @@ public sealed partial class VolumeControllerGrain
                 return (IoStatus.NotAttached, null);
             }
 
+            if (WriteDeadline.Passed(notAfterUtcTicks))
+            {
+                ControllerInstruments.ExpiredWrites.Add(1);
+                return (IoStatus.IoError, null);
+            }
+
             var segment = _segment!;
-            var statusA = MirrorStatus.Faulted;
-            var statusB = MirrorStatus.Faulted;
             var started = Stopwatch.GetTimestamp();
             var (mirrorA, mirrorB) = MirrorsOf(segment);
-            using (var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span))
+            var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span);
+            var a = TryAppendAsync(mirrorA, record.Memory);
+            var b = TryAppendAsync(mirrorB, record.Memory);
+            var statusA = await a;
+            var statusB = await b;
+            if (statusA != MirrorStatus.Faulted && statusB != MirrorStatus.Faulted)
             {
-                var a = TryAppendAsync(mirrorA, record.Memory);
-                var b = TryAppendAsync(mirrorB, record.Memory);
-                statusA = await a;
-                statusB = await b;
+                record.Dispose();
             }
+
+            // Otherwise the buffer goes to the garbage collector, not the pool: a call that failed or timed out may still
+            // sit in a connection's send queue, holding the record by reference until it is serialized.
 
             ControllerInstruments.MirrorAppendDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
 

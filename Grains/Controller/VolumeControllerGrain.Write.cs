@@ -57,11 +57,11 @@ public sealed partial class VolumeControllerGrain
             using var held = await _locks.AcquireAsync(first, last);
             var alignedStart = first * bs;
             var alignedLength = (int)((last - first + 1) * bs);
-            var payload = data;
+            byte[]? merged = null;
             if (alignedStart != offsetBytes || alignedLength != data.Length)
             {
                 // Records hold whole blocks: read the partial edge blocks under the lock, then overlay the new bytes.
-                var merged = new byte[alignedLength];
+                merged = new byte[alignedLength];
                 if (offsetBytes != alignedStart)
                 {
                     var head = await ReadBlocksAsync(first, 1);
@@ -83,31 +83,43 @@ public sealed partial class VolumeControllerGrain
 
                     tail.Data.CopyTo(merged, (int)((last - first) * bs));
                 }
-
-                data.Span.CopyTo(merged.AsSpan((int)(offsetBytes - alignedStart)));
-                payload = merged;
             }
 
             if (WriteDeadline.Passed(notAfterUtcTicks))
             {
                 // Its caller has given up or is about to: applied now, it could overwrite a write issued after it failed.
+                // Nor is data read any more: the caller may have reused the buffer behind it (see AppendToMirrorsAsync).
                 ControllerInstruments.ExpiredWrites.Add(1);
                 return IoStatus.IoError;
             }
 
+            var payload = data;
+            if (merged is not null)
+            {
+                data.Span.CopyTo(merged.AsSpan((int)(offsetBytes - alignedStart)));
+                payload = merged;
+            }
+
             var lsn = new Lsn(AttachedEpoch, ++_sequence);
             var header = LogRecordHeader.ForWrite(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, payload.Length);
-            var (status, segment) = await AppendToMirrorsAsync(header, payload);
+            var (status, segment) = await AppendToMirrorsAsync(header, payload, notAfterUtcTicks);
             if (status == IoStatus.Ok)
             {
                 NoteAppended(segment!, payload.Length);
             }
 
+            // The caller's buffer is cached only while its deadline holds: an append that took longer may have outlived
+            // the caller's patience, and the buffer its reuse. The log has the record either way; a read fetches it.
+            var cacheable = status == IoStatus.Ok && (merged is not null || !WriteDeadline.Passed(notAfterUtcTicks));
             for (var block = first; block <= last; block++)
             {
                 if (status == IoStatus.Ok)
                 {
                     _dirty[block] = new DirtyEntry(lsn, segment!, Zero: false);
+                }
+
+                if (cacheable)
+                {
                     cache.Put(VolumeId, block, lsn, payload.Span.Slice((int)((block - first) * bs), bs));
                 }
                 else
@@ -185,7 +197,7 @@ public sealed partial class VolumeControllerGrain
 
             var lsn = new Lsn(AttachedEpoch, ++_sequence);
             var header = LogRecordHeader.ForZero(VolumeId, lsn, Guid.Empty, (ulong)alignedStart, (ulong)(alignedEnd - alignedStart));
-            var (status, segment) = await AppendToMirrorsAsync(header, ReadOnlyMemory<byte>.Empty);
+            var (status, segment) = await AppendToMirrorsAsync(header, ReadOnlyMemory<byte>.Empty, notAfterUtcTicks);
             if (status == IoStatus.Ok)
             {
                 NoteAppended(segment!, LogRecord.OverheadBytes);

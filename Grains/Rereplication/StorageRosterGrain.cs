@@ -33,8 +33,12 @@ public sealed partial class StorageRosterGrain(
     private const int MaxPasses = 5;
     private static readonly TimeSpan PassRetryDelay = TimeSpan.FromSeconds(2);
 
-    /// <summary>Storage nodes this activation has seen active, and since when each of them has not been (automatic removal).</summary>
-    private readonly HashSet<string> _seenActive = [];
+    /// <summary>
+    /// Storage nodes this activation has seen active or found in the membership table, and since when each of them has
+    /// not been active (automatic removal). The table matters when this activation started after the node died (it may
+    /// even have lived on that node): its dead incarnation is listed there, so its clock still starts.
+    /// </summary>
+    private readonly HashSet<string> _known = [];
     private readonly Dictionary<string, long> _downSince = [];
     private readonly HashSet<string> _refusalLogged = [];
 
@@ -116,13 +120,14 @@ public sealed partial class StorageRosterGrain(
         var active = clusterView.ActiveNodes(NodeRoles.Storage);
         foreach (var node in active)
         {
-            _seenActive.Add(node);
+            _known.Add(node);
             _downSince.Remove(node);
             _refusalLogged.Remove(node);
         }
 
+        _known.UnionWith(clusterView.KnownNodes(NodeRoles.Storage));
         var removed = new List<string>();
-        foreach (var node in _seenActive.Except(active).Where(n => !state.State.Removed.Contains(n)).ToArray())
+        foreach (var node in _known.Except(active).Where(n => !state.State.Removed.Contains(n)).ToArray())
         {
             if (!_downSince.TryGetValue(node, out var since))
             {

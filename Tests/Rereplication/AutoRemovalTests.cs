@@ -48,7 +48,23 @@ public sealed class AutoRemovalTests(ITestOutputHelper output)
         cluster.Local.Kill(victim);
         var clock = Stopwatch.StartNew();
         output.WriteLine($"killed {victim}, holding {before.Groups.Count(g => g.Holds(victim))} of {before.GroupCount} groups; not restarting it");
-        await TestCluster.WaitUntilAsync(async () => (await roster.GetRemovedNodesAsync()).Contains(victim), Patience, $"{victim} to be removed automatically");
+        try
+        {
+            await TestCluster.WaitUntilAsync(async () => (await roster.GetRemovedNodesAsync()).Contains(victim), Patience, $"{victim} to be removed automatically");
+        }
+        catch (TimeoutException)
+        {
+            // Say what the silos said about it: the roster's refusals, the watch's failures.
+            foreach (var node in cluster.Layout.Nodes.Where(n => n.Name != victim))
+            {
+                var path = cluster.Local.LogPath(node.Name);
+                var lines = File.Exists(path) ? File.ReadLines(path).Where(l => l.Contains("remov", StringComparison.OrdinalIgnoreCase) || l.Contains("roster", StringComparison.OrdinalIgnoreCase)).TakeLast(10) : [];
+                output.WriteLine($"{node.Name}: {string.Join(" | ", lines)}");
+            }
+
+            throw;
+        }
+
         var removedAfter = clock.Elapsed;
         Assert.True(removedAfter >= TimeSpan.FromSeconds(10), $"{victim} was removed {removedAfter.TotalSeconds:F1} s after it was killed, before its 10 s were up");
         RereplicationStatus status = null!;
