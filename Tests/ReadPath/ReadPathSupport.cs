@@ -18,10 +18,12 @@ internal static class ReadPathSupport
     public static Task<CacheNodeStats> StatsAsync(IClusterClient cluster, string node) =>
         cluster.GetGrain<ICacheNodeGrain>(ICacheNodeGrain.Key(node)).GetStatsAsync();
 
-    public static async Task CreateAsync(IClusterClient cluster, string name)
+    /// <summary>Creates a 64 MiB volume and returns its id.</summary>
+    public static async Task<Guid> CreateAsync(IClusterClient cluster, string name)
     {
         var created = await cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(name, 64L * 1024 * 1024, BlockBytes);
         Assert.True(created.Ok, created.Message);
+        return created.Volume!.VolumeId;
     }
 
     public static byte[] Blocks(long firstBlock, int count, long version)
