@@ -87,7 +87,8 @@ public sealed class SiloSettings
             return port;
         }
 
-        int GetMb(string key, int fallback, int min, int max)
+        // A whole number within [min, max] of the named unit ("MiB", "seconds"); a bad value names the option.
+        int GetWhole(string key, string unit, int fallback, int min, int max)
         {
             var text = config[key];
             if (text is null)
@@ -95,12 +96,12 @@ public sealed class SiloSettings
                 return fallback;
             }
 
-            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var mb) || mb < min || mb > max)
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
             {
-                throw new SettingsException($"--{key} must be a whole number of MiB from {min} to {max}, not '{text}'");
+                throw new SettingsException($"--{key} must be a whole number of {unit} from {min} to {max}, not '{text}'");
             }
 
-            return mb;
+            return value;
         }
 
         IPAddress GetAddress(string key, IPAddress fallback)
@@ -117,22 +118,6 @@ public sealed class SiloSettings
             }
 
             return address;
-        }
-
-        int GetSeconds(string key, int fallback, int min, int max)
-        {
-            var text = config[key];
-            if (text is null)
-            {
-                return fallback;
-            }
-
-            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) || seconds < min || seconds > max)
-            {
-                throw new SettingsException($"--{key} must be a whole number of seconds from {min} to {max}, not '{text}'");
-            }
-
-            return seconds;
         }
 
         var node = Get("node");
@@ -172,9 +157,9 @@ public sealed class SiloSettings
             NbdPort = GetPort("nbd-port", 0),
             HttpPort = GetPort("http-port", 0),
             NvramMode = nvram,
-            CacheRamMb = GetMb("cache-ram-mb", 256, 1, 1024 * 1024),
-            CacheFlashMb = GetMb("cache-flash-mb", 1024, 0, 16 * 1024 * 1024),
-            AutoRemoveAfter = TimeSpan.FromSeconds(GetSeconds("auto-remove-after", 900, 0, 7 * 24 * 3600)),
+            CacheRamMb = GetWhole("cache-ram-mb", "MiB", 256, 1, 1024 * 1024),
+            CacheFlashMb = GetWhole("cache-flash-mb", "MiB", 1024, 0, 16 * 1024 * 1024),
+            AutoRemoveAfter = TimeSpan.FromSeconds(GetWhole("auto-remove-after", "seconds", 900, 0, 7 * 24 * 3600)),
         };
     }
 }
