@@ -64,6 +64,12 @@ public sealed class SiloSettings
     /// </summary>
     public TimeSpan AutoRemoveAfter { get; init; } = TimeSpan.FromMinutes(15);
 
+    /// <summary>
+    /// Caps a storage silo's log writes at this many MB/s (<c>--log-bandwidth-mb</c>, default 0 = no cap): for benchmarks
+    /// that show a storage-bound cluster scaling on one machine.
+    /// </summary>
+    public int LogBandwidthMb { get; init; }
+
     public bool UsesPostgres => MetadataMode == "postgres";
 
     public static SiloSettings Parse(IConfiguration config, string role)
@@ -160,6 +166,7 @@ public sealed class SiloSettings
             CacheRamMb = GetWhole("cache-ram-mb", "MiB", 256, 1, 1024 * 1024),
             CacheFlashMb = GetWhole("cache-flash-mb", "MiB", 1024, 0, 16 * 1024 * 1024),
             AutoRemoveAfter = TimeSpan.FromSeconds(GetWhole("auto-remove-after", "seconds", 900, 0, 7 * 24 * 3600)),
+            LogBandwidthMb = GetWhole("log-bandwidth-mb", "MB/s", 0, 0, 100_000),
         };
     }
 }

@@ -7,7 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 return await SiloHost.RunAsync(args, NodeRoles.Storage, (builder, settings) =>
 {
-    builder.Services.AddStorageNodeLog(settings.DataDirectory, settings.Node, memoryMode: settings.NvramMode == "memory");
+    builder.Services.AddStorageNodeLog(settings.DataDirectory, settings.Node, memoryMode: settings.NvramMode == "memory", settings.LogBandwidthMb * 1_000_000L);
     builder.Services.AddDestage();
     builder.Services.AddDeadNodeWatch(settings.AutoRemoveAfter);
 });

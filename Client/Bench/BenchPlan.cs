@@ -1,9 +1,11 @@
 namespace Converge.Client.Bench;
 
 /// <summary>What <c>converge bench</c> was asked for.</summary>
-public sealed record BenchOptions(bool Quick = false, int Compute = 1, int Storage = 2, int? RuntimeSeconds = null, string NvramMode = "fsync")
+public sealed record BenchOptions(
+    bool Quick = false, int Compute = 2, int Storage = 2, int? RuntimeSeconds = null, string NvramMode = "fsync", int LogBandwidthMb = 0, bool Scaling = false)
 {
     public const int MaxRuntimeSeconds = 120;
+    public const int MaxLogBandwidthMb = 100_000;
 
     /// <summary>A message for the operator when the options cannot be run, else null.</summary>
     public string? Check()
@@ -28,6 +30,11 @@ public sealed record BenchOptions(bool Quick = false, int Compute = 1, int Stora
             return "--nvram-mode must be fsync or memory";
         }
 
+        if (LogBandwidthMb is < 0 or > MaxLogBandwidthMb)
+        {
+            return $"--log-bandwidth-mb must be from 0 (no cap) to {MaxLogBandwidthMb} MB/s";
+        }
+
         return null;
     }
 }
@@ -45,6 +52,12 @@ public sealed record FioJob(string Name, string Rw, int BlockSizeBytes, int IoDe
     public static readonly FioJob RandReadQd32 = new("randread-4k-qd32", "randread", 4096, 32);
     public static readonly FioJob SeqWrite = new("seqwrite-1m-qd8", "write", 1 << 20, 8);
     public static readonly FioJob SeqRead = new("seqread-1m-qd8", "read", 1 << 20, 8);
+
+    /// <summary>One pass over the working set with every compute node's cache dropped: served by the storage silos.</summary>
+    public static readonly FioJob RandReadQd32Cold = new("randread-4k-qd32-cold", "randread", 4096, 32);
+
+    /// <summary>One pass on another compute node, which takes the volume over: served from the previous holder's cache.</summary>
+    public static readonly FioJob RandReadQd32Peer = new("randread-4k-qd32-peer", "randread", 4096, 32);
 }
 
 /// <summary>

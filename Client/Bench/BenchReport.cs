@@ -22,6 +22,7 @@ public static class BenchReport
             run.ComputeSilos,
             run.StorageSilos,
             run.NvramMode,
+            run.LogBandwidthMb,
             run.RuntimeSecondsPerJob,
             run.WorkingSetBytes,
             run.LoopbackRttUs,
@@ -43,7 +44,7 @@ public static class BenchReport
         text.AppendLine(ic, $"## {run.StartedAt:yyyy-MM-dd HH:mm} UTC: `{run.Command}`");
         text.AppendLine();
         text.AppendLine(ic, $"Commit `{run.Commit}`; {run.Cpus} CPUs ({run.CpuModel}), {run.MemoryBytes / (double)(1L << 30):0.0} GiB RAM; " +
-            $"{run.ComputeSilos} compute + {run.StorageSilos} storage silos, NVRAM mode {run.NvramMode}; " +
+            $"{run.ComputeSilos} compute + {run.StorageSilos} storage silos, NVRAM mode {run.NvramMode}{(run.LogBandwidthMb > 0 ? $", log capped at {run.LogBandwidthMb} MB/s per storage silo" : "")}; " +
             $"{run.RuntimeSecondsPerJob} s per job over a {run.WorkingSetBytes >> 20} MiB working set (prefilled); " +
             $"loopback RTT p50 {run.LoopbackRttUs:0.0} us; disk fdatasync p50 {Us(BenchTargets.FdatasyncP50Us(run))}; run took {run.DurationSeconds:0} s; load average {run.LoadAverageAtStart} at start, {run.LoadAverageAtEnd} at end.");
         text.AppendLine();
@@ -67,6 +68,12 @@ public static class BenchReport
             }
         }
 
+        foreach (var tier in converge?.Jobs.Where(j => j.ServedFrom is not null) ?? [])
+        {
+            text.AppendLine();
+            text.AppendLine(ic, $"{tier.Job}: {tier.ServedFrom}.");
+        }
+
         text.AppendLine();
         text.AppendLine("| target | measured | need | status |");
         text.AppendLine("| --- | ---: | ---: | --- |");
@@ -84,8 +91,38 @@ public static class BenchReport
         return text.ToString();
     }
 
+    /// <summary>A scaling run: one row per cluster shape and job, with its gain over the first shape.</summary>
+    public static string Markdown(ScalingRun run)
+    {
+        var text = new StringBuilder();
+        var ic = CultureInfo.InvariantCulture;
+        text.AppendLine(ic, $"## {run.StartedAt:yyyy-MM-dd HH:mm} UTC: `{run.Command}`");
+        text.AppendLine();
+        text.AppendLine(ic, $"Commit `{run.Commit}`; {run.Cpus} CPUs ({run.CpuModel}); NVRAM mode {run.NvramMode}" +
+            $"{(run.LogBandwidthMb > 0 ? $", log capped at {run.LogBandwidthMb} MB/s per storage silo" : ", log not capped")}; " +
+            $"{run.VolumesPerCompute} volumes per compute silo, one fio process per compute silo (queue depth 32 in all per compute silo); " +
+            $"{run.RuntimeSecondsPerJob} s per job; run took {run.DurationSeconds:0} s; load average {run.LoadAverageAtStart} at start, {run.LoadAverageAtEnd} at end.");
+        text.AppendLine();
+        text.AppendLine("| compute | storage | job | IOPS (sum) | MB/s | worst p50 us | worst p99 us | silo CPU us per I/O | IOPS vs first shape |");
+        text.AppendLine("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var point in run.Points)
+        {
+            var first = run.Points.First(p => p.Job == point.Job);
+            var gain = first.Iops > 0 ? (point.Iops / first.Iops).ToString("0.00", ic) + "x" : "-";
+            text.AppendLine(ic, $"| {point.Compute} | {point.Storage} | {point.Job} | {point.Iops:0} | {point.BandwidthMBps:0.0} | {point.P50Us:0} | {point.P99Us:0} | {point.CpuUsPerIo:0} | {gain} |");
+        }
+
+        text.AppendLine();
+        return text.ToString();
+    }
+
     /// <summary>Appends the run to BENCHMARKS.md (created with a short preface if absent) and writes the JSON; returns the JSON path.</summary>
-    public static string Save(BenchRun run, string repositoryRoot)
+    public static string Save(BenchRun run, string repositoryRoot) => Save(Markdown(run), Json(run), run.StartedAt, repositoryRoot);
+
+    public static string Save(ScalingRun run, string repositoryRoot) =>
+        Save(Markdown(run), JsonSerializer.Serialize(run, JsonOptions), run.StartedAt, repositoryRoot);
+
+    private static string Save(string section, string jsonText, DateTimeOffset startedAt, string repositoryRoot)
     {
         var markdown = Path.Combine(repositoryRoot, "BENCHMARKS.md");
         if (!File.Exists(markdown))
@@ -93,11 +130,11 @@ public static class BenchReport
             File.WriteAllText(markdown, Preface);
         }
 
-        File.AppendAllText(markdown, Markdown(run));
+        File.AppendAllText(markdown, section);
         var directory = Path.Combine(repositoryRoot, "bench-results");
         Directory.CreateDirectory(directory);
-        var json = Path.Combine(directory, $"{run.StartedAt:yyyyMMdd-HHmmss}.json");
-        File.WriteAllText(json, Json(run));
+        var json = Path.Combine(directory, $"{startedAt:yyyyMMdd-HHmmss}.json");
+        File.WriteAllText(json, jsonText);
         return json;
     }
 

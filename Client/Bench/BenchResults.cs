@@ -12,7 +12,8 @@ public static class BenchSystems
 
 /// <summary>One job on one system: fio's figures plus the server side CPU cost.</summary>
 /// <param name="CpuSecondsPerGiB">CPU seconds of every server process (silos, nbdkit, qemu-nbd) per GiB moved; null for the disk.</param>
-public sealed record JobResult(string Job, FioMeasurement Fio, double? CpuSecondsPerGiB);
+/// <param name="ServedFrom">For Converge's read-tier jobs: which tiers of the reading compute node answered, from its counters.</param>
+public sealed record JobResult(string Job, FioMeasurement Fio, double? CpuSecondsPerGiB, string? ServedFrom = null);
 
 public sealed record SystemResult(string System, string Description, IReadOnlyList<JobResult> Jobs)
 {
@@ -50,6 +51,7 @@ public sealed record BenchRun(
     int ComputeSilos,
     int StorageSilos,
     string NvramMode,
+    int LogBandwidthMb,
     int RuntimeSecondsPerJob,
     long WorkingSetBytes,
     double LoopbackRttUs,

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Converge.Client.Local;
 using Converge.Cluster;
+using Converge.DataPath;
 using Converge.Volumes;
 
 namespace Converge.Client.Bench;
@@ -56,7 +57,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
 
             return new BenchRun(
                 started, GitCommit(), command, Environment.ProcessorCount, ProcessStats.MachineMemoryBytes(), CpuModel(),
-                options.Compute, options.Storage, options.NvramMode, _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
+                options.Compute, options.Storage, options.NvramMode, options.LogBandwidthMb, _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
                 clock.Elapsed.TotalSeconds, load, LoadAverage());
         }
         finally
@@ -75,19 +76,16 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     private async Task<(SystemResult Result, IReadOnlyDictionary<string, long> PeakRss)> RunConvergeAsync(
         string directory, FioRunner fio, CancellationToken cancellationToken)
     {
-        var cluster = new LocalCluster(repositoryRoot, Path.Combine(directory, "cluster"), new PrefixWriter(progress, "bench: "));
-        var offset = FreePortOffset(options);
+        var cluster = NewCluster(Path.Combine(directory, "cluster"));
+        var offset = FreePortOffset(options.Compute, options.Storage);
         progress.WriteLine($"bench: starting {options.Storage} storage + {options.Compute} compute silos (port offset {offset})");
         try
         {
             var layout = await cluster.UpAsync(new UpOptions(options.Compute, options.Storage, Postgres: false, offset, options.NvramMode), cancellationToken);
+            Guid volumeId;
             await using (var client = await cluster.ConnectAsync(TimeSpan.FromSeconds(30), cancellationToken))
             {
-                var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(VolumeName, _plan.VolumeSizeBytes, VolumeRules.DefaultBlockSizeBytes);
-                if (!created.Ok)
-                {
-                    throw new BenchException($"could not create the bench volume: {created.Message}");
-                }
+                volumeId = await CreateVolumeAsync(client, VolumeName);
             }
 
             var pids = layout.Nodes.ToDictionary(n => n.Name, n => n.Pid);
@@ -95,6 +93,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             var result = await RunSystemAsync(
                 BenchSystems.Converge, $"fio nbd engine -> compute-1 NBD, {options.Storage} storage silos, mirrored, log in NVRAM mode {options.NvramMode}",
                 fio, new FioTarget.Nbd(nbdPort, VolumeName), pids, cancellationToken);
+            result = result with { Jobs = [.. result.Jobs, .. await RunReadTiersAsync(cluster, layout, fio, pids, volumeId, cancellationToken)] };
             var rss = new Dictionary<string, long>();
             foreach (var (name, pid) in pids)
             {
@@ -166,9 +165,84 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         return new SystemResult(system, description, jobs);
     }
 
+    /// <summary>
+    /// Reads served by the slower tiers, each one pass over the working set (every block read once, so no block comes
+    /// from a cache the pass itself filled): cold, with every compute node's cache dropped, read through compute-1 (from
+    /// the storage silos' log or extents); then peer, read through compute-2, which takes the volume over and fetches
+    /// each block from compute-1's cache. Each job names the tiers that actually answered, from compute counters.
+    /// </summary>
+    private async Task<List<JobResult>> RunReadTiersAsync(
+        LocalCluster cluster, ClusterLayout layout, FioRunner fio, IReadOnlyDictionary<string, int> pids, Guid volumeId, CancellationToken cancellationToken)
+    {
+        var computes = layout.OfRole(NodeRoles.Compute).ToList();
+        var results = new List<JobResult>();
+        await using var client = await cluster.ConnectAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        foreach (var node in computes)
+        {
+            await client.Cluster.GetGrain<ICacheNodeGrain>(ICacheNodeGrain.Key(node.Name)).EvictVolumeAsync(volumeId);
+        }
+
+        results.Add(await RunTierAsync(client, FioJob.RandReadQd32Cold, computes[0], fio, pids, cancellationToken));
+        if (computes.Count < 2)
+        {
+            progress.WriteLine("bench: reads from a peer need --compute 2 or more; not measured");
+            return results;
+        }
+
+        results.Add(await RunTierAsync(client, FioJob.RandReadQd32Peer, computes[1], fio, pids, cancellationToken));
+        return results;
+    }
+
+    private async Task<JobResult> RunTierAsync(
+        ConvergeClient client, FioJob job, NodeRecord node, FioRunner fio, IReadOnlyDictionary<string, int> pids, CancellationToken cancellationToken)
+    {
+        var counters = client.Cluster.GetGrain<ICacheNodeGrain>(ICacheNodeGrain.Key(node.Name));
+        var statsBefore = await counters.GetStatsAsync();
+        var cpuBefore = CpuSample.Take(pids);
+        var measured = await fio.RunAsync(job, new FioTarget.Nbd(node.NbdPort, VolumeName), _plan.WorkingSetBytes, runtimeSeconds: null, cancellationToken);
+        var cpuSeconds = CpuSample.Take(pids).SecondsSince(cpuBefore);
+        var servedFrom = ServedFrom(statsBefore, await counters.GetStatsAsync(), node.Name);
+        progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"bench: {BenchSystems.Converge,-20} {job.Name,-18} {measured.Iops,9:0} IOPS  p50 {measured.ClatP50Us,8:0} us  p99 {measured.ClatP99Us,8:0} us; {servedFrom}"));
+        return new JobResult(job.Name, measured, cpuSeconds / (measured.IoBytes / (double)(1L << 30)), servedFrom);
+    }
+
+    /// <summary>The share of block reads each tier of <paramref name="node"/> answered between two samples of its counters.</summary>
+    public static string ServedFrom(CacheNodeStats before, CacheNodeStats after, string node)
+    {
+        (string Tier, long Blocks)[] tiers =
+        [
+            ("RAM cache", after.RamHits - before.RamHits),
+            ("flash cache", after.FlashHits - before.FlashHits),
+            ("peer cache", after.PeerHits - before.PeerHits),
+            ("log", after.LogReads - before.LogReads),
+            ("extents", after.ExtentReads - before.ExtentReads),
+        ];
+        var total = tiers.Sum(t => t.Blocks);
+        if (total <= 0)
+        {
+            return $"served by {node}: no block reads counted";
+        }
+
+        return $"served by {node}: " + string.Join(", ", tiers.Where(t => t.Blocks > 0)
+            .Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Tier} {100.0 * t.Blocks / total:0.0}%")));
+    }
+
+    private LocalCluster NewCluster(string directory) =>
+        new(repositoryRoot, directory, new PrefixWriter(progress, "bench: "))
+        {
+            ExtraSiloArguments = options.LogBandwidthMb > 0 ? ["--log-bandwidth-mb", options.LogBandwidthMb.ToString(CultureInfo.InvariantCulture)] : [],
+        };
+
+    private async Task<Guid> CreateVolumeAsync(ConvergeClient client, string name)
+    {
+        var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(name, _plan.VolumeSizeBytes, VolumeRules.DefaultBlockSizeBytes);
+        return created.Ok ? created.Volume!.VolumeId : throw new BenchException($"could not create the bench volume {name}: {created.Message}");
+    }
+
     /// <summary>A port offset at which every port of the bench cluster is free, so a developer's own cluster is never touched.</summary>
-    private static int FreePortOffset(BenchOptions options) =>
-        ClusterLayout.FindFreePortOffset(3000, 20, options.Compute, options.Storage)
+    private static int FreePortOffset(int compute, int storage) =>
+        ClusterLayout.FindFreePortOffset(3000, 20, compute, storage)
             ?? throw new BenchException("found no free block of ports for the bench cluster");
 
     private static string? FindOnPath(string tool) =>

@@ -60,11 +60,42 @@ public sealed class FioRunner(string workDirectory)
         return arguments;
     }
 
+    /// <summary>
+    /// One fio process running <paramref name="job"/> on several exports of one NBD server at once (one fio job per
+    /// export, each at the job's queue depth), reported as a group: the figures are their sum.
+    /// </summary>
+    public static IReadOnlyList<string> GroupArguments(FioJob job, int port, IReadOnlyList<string> exports, long sizeBytes, int? runtimeSeconds, string outputPath)
+    {
+        var arguments = new List<string>(Arguments(job, new FioTarget.Nbd(port, exports[0]), sizeBytes, runtimeSeconds, outputPath).Where(a => !a.StartsWith("--name=", StringComparison.Ordinal) && !a.StartsWith("--uri=", StringComparison.Ordinal)))
+        {
+            "--group_reporting",
+        };
+        foreach (var export in exports)
+        {
+            arguments.Add($"--name={job.Name}-{export}");
+            arguments.Add($"--uri=nbd://127.0.0.1:{port}/{export}");
+        }
+
+        return arguments;
+    }
+
+    /// <summary>Runs <paramref name="job"/> on every export in <paramref name="exports"/> at once (see <see cref="GroupArguments"/>).</summary>
+    public Task<FioMeasurement> RunManyAsync(FioJob job, int port, IReadOnlyList<string> exports, long sizeBytes, int? runtimeSeconds, CancellationToken cancellationToken)
+    {
+        var output = Path.Combine(workDirectory, $"fio-{Interlocked.Increment(ref _runs):D3}-{job.Name}-{port}.json");
+        return RunProcessAsync(job, GroupArguments(job, port, exports, sizeBytes, runtimeSeconds, output), output, runtimeSeconds, cancellationToken);
+    }
+
     /// <summary>Runs <paramref name="job"/> for <paramref name="runtimeSeconds"/>, or once over the region when null.</summary>
     public async Task<FioMeasurement> RunAsync(FioJob job, FioTarget target, long sizeBytes, int? runtimeSeconds, CancellationToken cancellationToken)
     {
         var output = Path.Combine(workDirectory, $"fio-{Interlocked.Increment(ref _runs):D3}-{job.Name}.json");
-        await using var fio = ChildProcess.Start("fio", Arguments(job, target, sizeBytes, runtimeSeconds, output));
+        return await RunProcessAsync(job, Arguments(job, target, sizeBytes, runtimeSeconds, output), output, runtimeSeconds, cancellationToken);
+    }
+
+    private static async Task<FioMeasurement> RunProcessAsync(FioJob job, IReadOnlyList<string> arguments, string output, int? runtimeSeconds, CancellationToken cancellationToken)
+    {
+        await using var fio = ChildProcess.Start("fio", arguments);
         var timeout = TimeSpan.FromSeconds((runtimeSeconds ?? 120) + 60);
         var exit = await fio.WaitForExitAsync(timeout, cancellationToken);
         var text = File.Exists(output) ? await File.ReadAllTextAsync(output, cancellationToken) : "";

@@ -7,21 +7,31 @@ namespace Converge.Client.Cli;
 /// <summary><c>bench</c>: fio over NBD against a fresh cluster and against baselines measured in the same run.</summary>
 internal static class BenchCommand
 {
+    private static readonly string ScalingShapesText = string.Join(", ", BenchRunner.ScalingShapes.Select(s => $"{s.Compute}c+{s.Storage}s"));
+
     public static Command Build(CliContext cli)
     {
         var quick = new Option<bool>("--quick") { Description = "A short run (about 2 minutes): 3 s per job, no sequential read, baselines run only the jobs the targets compare with" };
-        var compute = new Option<int>("--compute") { Description = "Compute silos in the bench cluster (fio uses compute-1)", DefaultValueFactory = _ => 1 };
+        var compute = new Option<int>("--compute") { Description = "Compute silos in the bench cluster (fio uses compute-1; compute-2 serves the peer-read job)", DefaultValueFactory = _ => 2 };
         var storage = new Option<int>("--storage") { Description = "Storage silos in the bench cluster", DefaultValueFactory = _ => 2 };
         var runtime = new Option<int?>("--runtime") { Description = $"Seconds per fio job (1-{BenchOptions.MaxRuntimeSeconds}; default 10, or 3 with --quick)" };
         var nvram = new Option<string>("--nvram-mode") { Description = "fsync (durable log, default) or memory (log in /dev/shm: shows what fdatasync costs)", DefaultValueFactory = _ => "fsync" };
         nvram.AcceptOnlyFromAmong("fsync", "memory");
-        var command = new Command("bench", "Benchmark a fresh local cluster with fio over NBD against nbdkit, qemu-nbd and the raw disk") { quick, compute, storage, runtime, nvram };
+        var logCap = new Option<int>("--log-bandwidth-mb") { Description = "Cap each storage silo's log writes at this many MB/s (0: no cap), to show a storage-bound cluster on one machine", DefaultValueFactory = _ => 0 };
+        var scaling = new Option<bool>("--scaling") { Description = $"Scaling run instead: 4 KiB random jobs on fresh clusters of {ScalingShapesText}, fio on every compute silo, no baselines" };
+        var command = new Command("bench", "Benchmark a fresh local cluster with fio over NBD against nbdkit, qemu-nbd and the raw disk") { quick, compute, storage, runtime, nvram, logCap, scaling };
         command.SetAction(async (parse, ct) =>
         {
-            var options = new BenchOptions(parse.GetValue(quick), parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(runtime), parse.GetValue(nvram)!);
+            var options = new BenchOptions(
+                parse.GetValue(quick), parse.GetValue(compute), parse.GetValue(storage), parse.GetValue(runtime), parse.GetValue(nvram)!, parse.GetValue(logCap), parse.GetValue(scaling));
             if (options.Check() is { } problem)
             {
                 throw new UsageException(problem);
+            }
+
+            if (options.Scaling && (parse.GetResult(compute) is not null || parse.GetResult(storage) is not null))
+            {
+                throw new UsageException($"--scaling runs its own cluster shapes ({ScalingShapesText}); leave out --compute and --storage");
             }
 
             var root = SiloBinaries.FindRepositoryRoot();
@@ -30,6 +40,15 @@ internal static class BenchCommand
             BenchRun run;
             try
             {
+                if (options.Scaling)
+                {
+                    var scaled = await runner.RunScalingAsync(ct);
+                    cli.Output.WriteLine();
+                    cli.Output.Write(BenchReport.Markdown(scaled));
+                    cli.Output.WriteLine($"bench: appended to {Path.Combine(root, "BENCHMARKS.md")}; JSON in {BenchReport.Save(scaled, root)}");
+                    return ConvergeCli.ExitOk;
+                }
+
                 run = await runner.RunAsync(ct);
             }
             catch (BenchException e)

@@ -16,6 +16,14 @@ public interface ILogSegmentGrain : IGrainWithStringKey
     [Alias("Append"), ResponseTimeout("00:00:02")]
     Task<MirrorStatus> AppendCommittedAsync([Immutable] ReadOnlyMemory<byte> encodedRecord);
 
+    /// <summary>
+    /// Appends several encoded records laid end to end (each delimited by its own header's payload length) and answers,
+    /// once every one is committed or refused, one status per record in order. One call instead of one per record: at
+    /// a high queue depth the writer sends whatever gathered while its previous batches were in flight.
+    /// </summary>
+    [Alias("AppendBatch"), ResponseTimeout("00:00:02")]
+    Task<MirrorStatus[]> AppendCommittedBatchAsync([Immutable] ReadOnlyMemory<byte> encodedRecords);
+
     /// <summary>Refuses, from now on, appends for <paramref name="volumeId"/> from epochs older than <paramref name="epoch"/> on this node (fsync'd).</summary>
     [Alias("Fence"), ResponseTimeout("00:00:03")]
     Task<MirrorStatus> FenceAsync(Guid volumeId, ulong epoch);

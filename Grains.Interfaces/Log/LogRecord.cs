@@ -29,6 +29,9 @@ public static class LogRecord
     public const int TrailerLengthBytes = 4;
     public const int OverheadBytes = HeaderLengthBytes + TrailerLengthBytes;
 
+    /// <summary>Where the header keeps the payload length (u32): what delimits records laid end to end.</summary>
+    public const int PayloadLengthOffset = 72;
+
     /// <summary>The largest payload the codec accepts; writes larger than this are split by the writer.</summary>
     public const int MaxPayloadBytes = 8 * 1024 * 1024;
 
@@ -60,7 +63,7 @@ public static class LogRecord
         WriteGuid(header.SegmentId, destination[40..]);
         BinaryPrimitives.WriteUInt64LittleEndian(destination[56..], header.OffsetBytes);
         BinaryPrimitives.WriteUInt64LittleEndian(destination[64..], header.LengthBytes);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[72..], (uint)payload.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[PayloadLengthOffset..], (uint)payload.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(destination[76..], 0);
         payload.CopyTo(destination[HeaderLengthBytes..]);
         var covered = HeaderLengthBytes + payload.Length;
@@ -141,7 +144,7 @@ public static class LogRecord
             return LogRecordDecodeStatus.BadKind;
         }
 
-        var payloadLength = BinaryPrimitives.ReadUInt32LittleEndian(encoded[72..]);
+        var payloadLength = BinaryPrimitives.ReadUInt32LittleEndian(encoded[PayloadLengthOffset..]);
         if (payloadLength > MaxPayloadBytes || HeaderLengthBytes + (long)payloadLength + TrailerLengthBytes > encoded.Length)
         {
             return LogRecordDecodeStatus.BadLength;
@@ -163,6 +166,39 @@ public static class LogRecord
 
         header = parsed;
         return LogRecordDecodeStatus.Ok;
+    }
+
+    /// <summary>
+    /// Cuts records laid end to end (an append batch) apart by each header's payload length. Bytes that cannot be a
+    /// record (too short, or a length running past the end) end the cut and are reported by
+    /// <paramref name="malformedTail"/>. Nothing is verified here: each record is, in full, where it is appended.
+    /// </summary>
+    public static List<ReadOnlyMemory<byte>> SplitJoined(ReadOnlyMemory<byte> encodedRecords, out bool malformedTail)
+    {
+        var records = new List<ReadOnlyMemory<byte>>();
+        var rest = encodedRecords;
+        while (rest.Length > 0)
+        {
+            if (rest.Length < OverheadBytes)
+            {
+                malformedTail = true;
+                return records;
+            }
+
+            var payloadLength = BinaryPrimitives.ReadUInt32LittleEndian(rest.Span[PayloadLengthOffset..]);
+            if (payloadLength > (uint)(rest.Length - OverheadBytes))
+            {
+                malformedTail = true;
+                return records;
+            }
+
+            var length = OverheadBytes + (int)payloadLength;
+            records.Add(rest[..length]);
+            rest = rest[length..];
+        }
+
+        malformedTail = false;
+        return records;
     }
 
     /// <summary>The payload of a record already decoded with <see cref="TryDecode"/>.</summary>

@@ -207,12 +207,8 @@ public sealed partial class VolumeControllerGrain
 
             var segment = _segment!;
             var started = Stopwatch.GetTimestamp();
-            var (mirrorA, mirrorB) = MirrorsOf(segment);
             var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span);
-            var a = TryAppendAsync(mirrorA, record.Memory);
-            var b = TryAppendAsync(mirrorB, record.Memory);
-            var statusA = await a;
-            var statusB = await b;
+            var (statusA, statusB) = await AppendToBothMirrorsAsync(segment, record.Memory);
             if (statusA != MirrorStatus.Faulted && statusB != MirrorStatus.Faulted)
             {
                 record.Dispose();

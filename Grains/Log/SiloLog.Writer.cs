@@ -34,6 +34,12 @@ public sealed partial class SiloLog
                 }
             }
 
+            if (_bandwidth?.Take(batchBytes) is { } wait && wait > TimeSpan.Zero)
+            {
+                // Capped: appends keep queueing meanwhile and go out together in the next batch.
+                Thread.Sleep(wait);
+            }
+
             try
             {
                 WriteBatch(batch, batchBytes, touched);

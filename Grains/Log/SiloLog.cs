@@ -22,6 +22,7 @@ public sealed partial class SiloLog : IDisposable
     private readonly string _directory;
     private readonly IStorageFileSystem _fileSystem;
     private readonly SiloLogOptions _options;
+    private readonly TokenBucket? _bandwidth;
     private readonly ILogger _logger;
     private readonly LogInstruments _instruments;
     private readonly bool _ownsInstruments;
@@ -56,6 +57,9 @@ public sealed partial class SiloLog : IDisposable
         _directory = directory;
         _fileSystem = fileSystem;
         _options = options;
+        _bandwidth = options.BandwidthBytesPerSecond > 0
+            ? new TokenBucket(options.BandwidthBytesPerSecond, Math.Max(options.BandwidthBytesPerSecond / 10, 256 * 1024))
+            : null;
         _logger = logger ?? NullLogger.Instance;
         _ownsInstruments = instruments is null;
         _instruments = instruments ?? new LogInstruments();

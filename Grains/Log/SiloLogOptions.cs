@@ -35,6 +35,12 @@ public sealed class SiloLogOptions
 
     public TimeSpan SlowFlushThreshold { get; init; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Caps the bytes the writer puts into the log per second (a token bucket with a tenth of a second of burst);
+    /// 0, the default, for no cap. For benchmarks of a storage-bound cluster on one machine, not for production.
+    /// </summary>
+    public long BandwidthBytesPerSecond { get; init; }
+
     internal void Validate()
     {
         if (ChunkSizeBytes < 64 * 1024 || ChunkSizeBytes % 4096 != 0 || ChunkSizeBytes > int.MaxValue)
@@ -50,6 +56,11 @@ public sealed class SiloLogOptions
         if (NvramBudgetBytes < LogFrame.FrameLength(MaxRecordBytes) || MaxPendingAppends < 1 || MaxBatchBytes < 4096 || MaxSegmentBytes < 1)
         {
             throw new ArgumentException("NvramBudgetBytes must hold one largest frame; MaxPendingAppends, MaxBatchBytes and MaxSegmentBytes must be positive");
+        }
+
+        if (BandwidthBytesPerSecond < 0)
+        {
+            throw new ArgumentException($"BandwidthBytesPerSecond {BandwidthBytesPerSecond} must be 0 (no cap) or positive");
         }
 
         if (AdmissionTimeout < TimeSpan.Zero || AdmissionTimeout > TimeSpan.FromMinutes(1))

@@ -37,29 +37,89 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
     public async Task<MirrorStatus> AppendCommittedAsync(ReadOnlyMemory<byte> encodedRecord)
     {
-        if (fence.IsRemoved)
+        if (RefusesAppends())
         {
             return MirrorStatus.Faulted;
         }
 
-        if (nodeLog.WasRecovered(_segmentId))
-        {
-            // This copy survived a restart of the node and may miss acknowledged records; the writer must rotate.
-            LogRestarted(_segmentId);
-            return MirrorStatus.Faulted;
-        }
-
-        AppendResult result;
         try
         {
-            result = await nodeLog.Log.AppendCommittedAsync(encodedRecord);
+            return Committed(encodedRecord, await nodeLog.Log.AppendCommittedAsync(encodedRecord));
         }
         catch (StorageFaultException e)
         {
             LogFault(_segmentId, e.Message);
             return MirrorStatus.Faulted;
         }
+    }
 
+    public async Task<MirrorStatus[]> AppendCommittedBatchAsync(ReadOnlyMemory<byte> encodedRecords)
+    {
+        var records = LogRecord.SplitJoined(encodedRecords, out var malformedTail);
+        var statuses = new MirrorStatus[records.Count + (malformedTail ? 1 : 0)];
+        if (malformedTail)
+        {
+            statuses[^1] = MirrorStatus.Invalid;
+        }
+
+        if (RefusesAppends())
+        {
+            statuses.AsSpan(0, records.Count).Fill(MirrorStatus.Faulted);
+            return statuses;
+        }
+
+        // Every record is queued before any is awaited, so the whole batch can share the log's next group commit.
+        var appends = new ValueTask<AppendResult>[records.Count];
+        var queued = 0;
+        try
+        {
+            for (; queued < records.Count; queued++)
+            {
+                appends[queued] = nodeLog.Log.AppendCommittedAsync(records[queued]);
+            }
+        }
+        catch (StorageFaultException e)
+        {
+            LogFault(_segmentId, e.Message);
+            statuses.AsSpan(queued, records.Count - queued).Fill(MirrorStatus.Faulted);
+        }
+
+        for (var i = 0; i < queued; i++)
+        {
+            try
+            {
+                statuses[i] = Committed(records[i], await appends[i]);
+            }
+            catch (StorageFaultException e)
+            {
+                LogFault(_segmentId, e.Message);
+                statuses[i] = MirrorStatus.Faulted;
+            }
+        }
+
+        return statuses;
+    }
+
+    /// <summary>A removed node, or a copy that survived a restart of the node (it may miss acknowledged records: the writer must rotate).</summary>
+    private bool RefusesAppends()
+    {
+        if (fence.IsRemoved)
+        {
+            return true;
+        }
+
+        if (nodeLog.WasRecovered(_segmentId))
+        {
+            LogRestarted(_segmentId);
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>Indexes a committed record by its LSN and maps the log's answer.</summary>
+    private MirrorStatus Committed(ReadOnlyMemory<byte> encodedRecord, AppendResult result)
+    {
         if (result.IsCommitted && LogRecord.TryDecodeHeader(encodedRecord.Span, out var header) == LogRecordDecodeStatus.Ok)
         {
             _byLsn[header.Lsn] = new LogIndexEntry(result.Address, header.Lsn, header.Kind, header.OffsetBytes, header.LengthBytes, encodedRecord.Length);

@@ -15,10 +15,14 @@ public sealed class StorageNodeLog : IDisposable
     private readonly FaultTrigger? _faults;
     private HashSet<Guid> _recoveredSegments = [];
 
-    public StorageNodeLog(string dataDirectory, string nodeName, bool memoryMode, ILoggerFactory loggers, IStorageFileSystem? fileSystem = null)
+    public StorageNodeLog(string dataDirectory, string nodeName, bool memoryMode, ILoggerFactory loggers, IStorageFileSystem? fileSystem = null, long bandwidthBytesPerSecond = 0)
     {
         var directory = memoryMode ? Path.Combine("/dev/shm", "converge", nodeName + "-" + StableHash(dataDirectory)) : dataDirectory;
-        var options = new SiloLogOptions { Durability = memoryMode ? LogDurability.Memory : LogDurability.Fsync };
+        var options = new SiloLogOptions
+        {
+            Durability = memoryMode ? LogDurability.Memory : LogDurability.Fsync,
+            BandwidthBytesPerSecond = bandwidthBytesPerSecond,
+        };
         fileSystem ??= PosixFileSystem.Instance;
         _faults = FaultTrigger.FromEnvironment(fileSystem, nodeName);
         fileSystem = _faults?.FileSystem ?? fileSystem;
@@ -58,6 +62,6 @@ public sealed class StorageNodeLog : IDisposable
 public static class StorageNodeRegistration
 {
     /// <summary>Registers the storage node's log; opened eagerly by the silo host so recovery happens before serving.</summary>
-    public static IServiceCollection AddStorageNodeLog(this IServiceCollection services, string dataDirectory, string nodeName, bool memoryMode) =>
-        services.AddSingleton(sp => new StorageNodeLog(dataDirectory, nodeName, memoryMode, sp.GetRequiredService<ILoggerFactory>()));
+    public static IServiceCollection AddStorageNodeLog(this IServiceCollection services, string dataDirectory, string nodeName, bool memoryMode, long bandwidthBytesPerSecond = 0) =>
+        services.AddSingleton(sp => new StorageNodeLog(dataDirectory, nodeName, memoryMode, sp.GetRequiredService<ILoggerFactory>(), bandwidthBytesPerSecond: bandwidthBytesPerSecond));
 }

@@ -1,4 +1,5 @@
 using Converge.Client.Bench;
+using Converge.DataPath;
 using Xunit;
 
 namespace Converge.Tests.Bench;
@@ -109,6 +110,50 @@ public sealed class FioReportTests
         Assert.Equal(7, BenchPlan.For(new BenchOptions(Quick: true, RuntimeSeconds: 7)).RuntimeSeconds);
     }
 
+    [Fact]
+    public void ReadTierJobs_SayWhichTiersAnswered_InTheReport()
+    {
+        var before = Stats(ram: 10, peer: 0, log: 5, extents: 0);
+        var served = BenchRunner.ServedFrom(before, Stats(ram: 10, peer: 750, log: 255, extents: 0), "compute-2");
+        Assert.Equal("served by compute-2: peer cache 75.0%, log 25.0%", served);
+        Assert.Equal("served by compute-1: no block reads counted", BenchRunner.ServedFrom(before, before, "compute-1"));
+
+        var run = Run(new SystemResult(BenchSystems.Converge, "c", [new JobResult(FioJob.RandReadQd32Peer.Name, Measure(iops: 5000, p50Us: 900), 1.0, served)]));
+        Assert.Contains($"{FioJob.RandReadQd32Peer.Name}: {served}.", BenchReport.Markdown(run), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void GroupArguments_RunOneFioJobPerExport_ReportedTogether()
+    {
+        var arguments = FioRunner.GroupArguments(FioJob.RandWriteQd32, 10809, ["a", "b"], 64L << 20, 10, "/tmp/out.json");
+
+        Assert.Equal(["--name=randwrite-4k-qd32-a", "--name=randwrite-4k-qd32-b"], arguments.Where(a => a.StartsWith("--name=", StringComparison.Ordinal)));
+        Assert.Equal(["--uri=nbd://127.0.0.1:10809/a", "--uri=nbd://127.0.0.1:10809/b"], arguments.Where(a => a.StartsWith("--uri=", StringComparison.Ordinal)));
+        Assert.Contains("--group_reporting", arguments);
+        Assert.Contains("--iodepth=32", arguments);
+        // Global options come before the first job: fio applies them to every job.
+        Assert.True(arguments.ToList().IndexOf("--time_based") < arguments.ToList().IndexOf("--name=randwrite-4k-qd32-a"));
+    }
+
+    [Fact]
+    public void ScalingReport_ComparesEachShapeWithTheFirst()
+    {
+        var run = new ScalingRun(DateTimeOffset.UnixEpoch, "abc1234", "./converge bench --scaling", 2, "test cpu", "fsync", 40, 10, 4,
+        [
+            new ScalingPoint(1, 2, "randwrite-4k-qd32", 1000, 4.1, 900, 5000, 3.0, 300),
+            new ScalingPoint(1, 4, "randwrite-4k-qd32", 1800, 7.4, 800, 4000, 5.0, 280),
+        ], 200, "0 0 0", "0 0 0");
+
+        var markdown = BenchReport.Markdown(run);
+
+        Assert.Contains("| 1 | 4 | randwrite-4k-qd32 | 1800 | 7.4 | 800 | 4000 | 280 | 1.80x |", markdown, StringComparison.Ordinal);
+        Assert.Contains("log capped at 40 MB/s per storage silo", markdown, StringComparison.Ordinal);
+    }
+
+    private static CacheNodeStats Stats(long ram, long peer, long log, long extents) =>
+        new("n", ram, ram * 4096, 0, 0, peer, peer * 4096, log, log * 4096, extents, extents * 4096, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            default!, default!, default!, default!, default!);
+
     private static FioMeasurement Measure(double iops, double p50Us, double? bandwidth = null, double? syncP50Us = null) =>
         new(iops, bandwidth ?? iops * 4096, IoBytes: 1L << 30, RuntimeSeconds: 10, p50Us, p50Us * 2, p50Us * 3, syncP50Us);
 
@@ -116,6 +161,6 @@ public sealed class FioReportTests
         new(name, name, jobs.Select(j => new JobResult(j.Job.Name, j.M, 1.0)).ToArray());
 
     private static BenchRun Run(params SystemResult[] systems) => new(
-        DateTimeOffset.UnixEpoch, "abc1234", "./converge bench", 2, 1L << 34, "test cpu", 1, 2, "fsync", 10, 128L << 20,
+        DateTimeOffset.UnixEpoch, "abc1234", "./converge bench", 2, 1L << 34, "test cpu", 1, 2, "fsync", 0, 10, 128L << 20,
         LoopbackRttUs: 20, systems, new Dictionary<string, long> { ["compute-1"] = 1 << 28 }, 60, "0.00 0.00 0.00", "0.00 0.00 0.00");
 }

@@ -22,6 +22,8 @@ public sealed class CliUsageTests
     [InlineData("--runtime must be from 1 to 120", "bench", "--runtime", "0")]
     [InlineData("--runtime must be from 1 to 120", "bench", "--quick", "--runtime", "9999")]
     [InlineData("ten", "bench", "--runtime", "ten")]
+    [InlineData("--log-bandwidth-mb must be from 0", "bench", "--log-bandwidth-mb", "-5")]
+    [InlineData("leave out --compute and --storage", "bench", "--scaling", "--storage", "3")]
     [InlineData("--fast", "bench", "--fast")]
     [InlineData("disk", "bench", "--nvram-mode", "disk")]
     [InlineData("partition", "partition")]

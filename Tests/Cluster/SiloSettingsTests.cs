@@ -70,4 +70,16 @@ public sealed class SiloSettingsTests
         Assert.Contains("--auto-remove-after", error.Message, StringComparison.Ordinal);
         Assert.Contains(value, error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void LogBandwidth_IsUncappedByDefault_AndTakesWholeMegabytesPerSecond()
+    {
+        Assert.Equal(0, Parse().LogBandwidthMb);
+        Assert.Equal(40, Parse(("log-bandwidth-mb", "40")).LogBandwidthMb);
+        foreach (var bad in new[] { "-1", "40M", "100001" })
+        {
+            var error = Assert.Throws<SettingsException>(() => Parse(("log-bandwidth-mb", bad)));
+            Assert.Contains("--log-bandwidth-mb", error.Message, StringComparison.Ordinal);
+        }
+    }
 }

@@ -57,6 +57,40 @@ public sealed class LogRecordTests
     }
 
     [Fact]
+    public void JoinedRecords_SplitBackIntoTheSameRecords_AndABrokenTailIsReported()
+    {
+        var volume = Guid.NewGuid();
+        var segment = Guid.NewGuid();
+        var records = new List<byte[]>();
+        foreach (var size in new[] { 4096, 0, 12288 })
+        {
+            var header = size == 0
+                ? LogRecordHeader.ForZero(volume, new Lsn(2, (ulong)records.Count + 1), segment, 0, 4096)
+                : LogRecordHeader.ForWrite(volume, new Lsn(2, (ulong)records.Count + 1), segment, 8192, size);
+            using var record = LogRecord.EncodePooled(header, new byte[size]);
+            records.Add(record.Span.ToArray());
+        }
+
+        var joined = records.SelectMany(r => r).ToArray();
+        var split = LogRecord.SplitJoined(joined, out var malformed);
+        Assert.False(malformed);
+        Assert.Equal(records.Count, split.Count);
+        for (var i = 0; i < records.Count; i++)
+        {
+            Assert.True(split[i].Span.SequenceEqual(records[i]), $"record {i}");
+            Assert.Equal(LogRecordDecodeStatus.Ok, LogRecord.TryDecode(split[i].Span, out _));
+        }
+
+        // Cut inside the last record, or a few stray bytes after the whole ones: the whole ones come out, the rest is flagged.
+        Assert.Equal(2, LogRecord.SplitJoined(joined.AsMemory(0, joined.Length - 1), out malformed).Count);
+        Assert.True(malformed);
+        Assert.Equal(3, LogRecord.SplitJoined(joined.Concat(new byte[10]).ToArray(), out malformed).Count);
+        Assert.True(malformed);
+        Assert.Empty(LogRecord.SplitJoined(ReadOnlyMemory<byte>.Empty, out malformed));
+        Assert.False(malformed);
+    }
+
+    [Fact]
     public void Record_GoldenBytes_AreFrozen()
     {
         var header = LogRecordHeader.ForWrite(
