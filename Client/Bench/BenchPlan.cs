@@ -67,6 +67,9 @@ public sealed record FioJob(string Name, string Rw, int BlockSizeBytes, int IoDe
 /// </summary>
 public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, long WorkingSetBytes, long VolumeSizeBytes, bool Quick)
 {
+    /// <summary>Seconds of unrecorded random writes each system runs first (see <c>BenchRunner.RunSystemAsync</c>).</summary>
+    public int WarmupSeconds => Quick ? 5 : 15;
+
     /// <summary>The baseline jobs the targets compare against; a quick run measures only these on the baselines.</summary>
     private static readonly Dictionary<string, FioJob[]> TargetJobs = new()
     {

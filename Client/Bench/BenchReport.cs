@@ -143,7 +143,8 @@ public static class BenchReport
 
         Appended by `./converge bench`: each section is one run on a fresh local cluster, with the same fio jobs run in the
         same session against nbdkit's memory plugin (the NBD protocol ceiling), qemu-nbd on a raw file (cache=none and
-        cache=directsync) and the raw disk (O_DIRECT, fdatasync after each write). Latencies are fio completion latency
+        cache=directsync) and the raw disk (O_DIRECT, fdatasync after each write); each system first runs unrecorded 4 KiB
+        random writes (a warm-up: 5 s with --quick, else 15 s; runs before 2026-11-28 had none). Latencies are fio completion latency
         (clat). Ratios are Converge / baseline: above 1 is better for IOPS, below 1 is better for latency. The JSON of
         each run is kept in `bench-results/` (not committed).
 

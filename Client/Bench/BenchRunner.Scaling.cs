@@ -94,6 +94,7 @@ public sealed partial class BenchRunner
             var fio = new FioRunner(directory);
             var prefill = new FioJob("prefill", "write", 1 << 20, 8);
             await Task.WhenAll(computes.Select(c => fio.RunManyAsync(prefill, c.NbdPort, volumes[c.Name], perVolume, runtimeSeconds: null, cancellationToken)));
+            await Task.WhenAll(computes.Select(c => fio.RunManyAsync(ScalingJobs[0], c.NbdPort, volumes[c.Name], perVolume, _plan.WarmupSeconds, cancellationToken)));
             foreach (var job in ScalingJobs)
             {
                 var before = CpuSample.Take(pids);

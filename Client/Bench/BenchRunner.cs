@@ -144,6 +144,10 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         string system, string description, FioRunner fio, FioTarget target, IReadOnlyDictionary<string, int> serverPids, CancellationToken cancellationToken)
     {
         var planned = _plan.JobsFor(system);
+        // Not recorded: silos start with unoptimised code that the JIT recompiles under load, so short jobs on a fresh
+        // cluster would partly measure the compiler. Every system gets the same warm-up, baselines included.
+        progress.WriteLine($"bench: {system}: warm-up, {_plan.WarmupSeconds} s of {FioJob.RandWriteQd32.Name} (not recorded)");
+        await fio.RunAsync(FioJob.RandWriteQd32, target, _plan.WorkingSetBytes, _plan.WarmupSeconds, cancellationToken);
         if (planned.Any(j => !j.IsWrite))
         {
             progress.WriteLine($"bench: {system}: prefill {_plan.WorkingSetBytes >> 20} MiB");

@@ -32,13 +32,29 @@ public sealed partial class VolumeControllerGrain
     private ulong[] _writtenRegions = [];
     private int _peerFailures;
 
-    /// <summary>Called at attach: who held the volume just before, and a clean written-region set.</summary>
-    private void ResetPeer(string? previousHolder)
+    /// <summary>The epoch of this activation's last attachment (0 before the first): tells a re-attach of its own.</summary>
+    private ulong _peerEpoch;
+
+    /// <summary>
+    /// Called at attach: who held the volume just before, and a clean written-region set. An attachment that follows
+    /// this activation's own previous one directly (nobody attached in between: <paramref name="previousEpoch"/> is the
+    /// epoch it held) keeps that attachment's peer and written regions instead, so the peer stays usable. NBD clients
+    /// such as fio and qemu-img connect, disconnect and connect again, and each last disconnect detaches.
+    /// </summary>
+    private void ResetPeer(string? previousHolder, ulong previousEpoch)
     {
+        var regions = (SizeBytes + WrittenRegionBytes - 1) / WrittenRegionBytes;
+        var words = (regions + 63) / 64;
+        var ownEpochResumed = previousHolder == localNode.Name && previousEpoch != 0 && previousEpoch == _peerEpoch;
+        _peerEpoch = AttachedEpoch;
+        if (ownEpochResumed && _peer is not null && _writtenRegions.Length == words)
+        {
+            return;
+        }
+
         _peer = previousHolder is not null && previousHolder != localNode.Name ? previousHolder : null;
         _peerFailures = 0;
-        var regions = (SizeBytes + WrittenRegionBytes - 1) / WrittenRegionBytes;
-        _writtenRegions = _peer is null ? [] : new ulong[(regions + 63) / 64];
+        _writtenRegions = _peer is null ? [] : new ulong[words];
     }
 
     /// <summary>Marks the regions of a write (or zero) before it is logged: from then on no peer copy of them is current.</summary>

@@ -132,7 +132,7 @@ public sealed partial class VolumeControllerGrain(
 
         cache.NoteHeld(VolumeId, attach.Attachment.Epoch);
 
-        ResetPeer(previousHolder);
+        ResetPeer(previousHolder, attach.Attachment.PreviousEpoch);
 
         // Renew from the start: recovery may wait for a restarting mirror, and the lease must not lapse meanwhile.
         _leaseTimer?.Dispose();

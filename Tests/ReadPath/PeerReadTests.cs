@@ -130,6 +130,47 @@ public sealed class PeerReadTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// NBD clients such as fio connect, disconnect and connect again; each last disconnect detaches, so the reconnect is
+    /// a new attachment whose previous holder is the node itself. It keeps the peer and the regions written since the
+    /// move, so the previous holder's copies stay usable where they are current and unused where they are not.
+    /// </summary>
+    [Fact]
+    public async Task AReopenOnTheSameNode_KeepsThePreviousHoldersCache_ButNotForRegionsWrittenSinceTheMove()
+    {
+        await using var c = await TestCluster.StartAsync(output, compute: 2, storage: 2);
+        await using var client = await c.ConnectAsync();
+        var cluster = client.Cluster;
+        await CreateAsync(cluster, "reopen");
+        await using (var v = await VolumeHandle.OpenAsync(cluster, "reopen", "compute-1"))
+        {
+            await WriteAsync(v, 0, 32, 1);
+            await WriteAsync(v, SecondRegionBlock, 8, 1);
+        }
+
+        await using (var v = await OpenWhenFreeAsync(cluster, "reopen", "compute-2", TimeSpan.FromSeconds(30)))
+        {
+            await WriteAsync(v, 0, 8, 2);
+        }
+
+        await using (var v = await OpenWhenFreeAsync(cluster, "reopen", "compute-2", TimeSpan.FromSeconds(30)))
+        {
+            await cluster.GetGrain<ICacheNodeGrain>(ICacheNodeGrain.Key("compute-2")).EvictVolumeAsync("reopen");
+            var before = await StatsAsync(cluster, "compute-2");
+            await ReadExpectAsync(v, SecondRegionBlock, 8, 1);
+            var untouched = await StatsAsync(cluster, "compute-2");
+            Assert.Equal(before.PeerHits + 8, untouched.PeerHits);
+            Assert.Equal(before.StorageReads, untouched.StorageReads);
+
+            // Region 0 was written by compute-2 before the reopen: compute-1's copies there are never used.
+            await ReadExpectAsync(v, 0, 8, 2);
+            await ReadExpectAsync(v, 8, 24, 1);
+            var written = await StatsAsync(cluster, "compute-2");
+            Assert.Equal(untouched.PeerHits, written.PeerHits);
+            Assert.Equal(untouched.StorageReads + 32, written.StorageReads);
+        }
+    }
+
+    /// <summary>
     /// An attach without a controller (a forced move from the CLI, or the drill's) between another node's writes and
     /// this node's open makes this node its own "previous holder": its cache, written before the other node's
     /// overwrite, must still be dropped, or the destaged (clean) blocks would be served from the stale copy.
