@@ -29,7 +29,7 @@ internal static class BenchCommand
                 throw new UsageException(problem);
             }
 
-            if (options.Scaling && (parse.GetResult(compute) is not null || parse.GetResult(storage) is not null))
+            if (options.Scaling && (parse.GetResult(compute) is { Implicit: false } || parse.GetResult(storage) is { Implicit: false }))
             {
                 throw new UsageException($"--scaling runs its own cluster shapes ({ScalingShapesText}); leave out --compute and --storage");
             }
