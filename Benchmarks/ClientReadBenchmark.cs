@@ -163,21 +163,8 @@ public static class ClientReadBenchmark
                 $"| {tier} | {depth} | {all.Length / elapsed:0} | {all[all.Length / 2]:0} | {all[Math.Min(all.Length - 1, (int)(all.Length * 0.99))]:0} | {served} | {failed} |");
     }
 
-    private static string Split(CacheNodeStats before, CacheNodeStats after)
-    {
-        var tiers = new (string Name, long Blocks)[]
-        {
-            ("RAM", after.RamHits - before.RamHits),
-            ("flash", after.FlashHits - before.FlashHits),
-            ("peer", after.PeerHits - before.PeerHits),
-            ("log", after.LogReads - before.LogReads),
-            ("extents", after.ExtentReads - before.ExtentReads),
-        };
-        var total = tiers.Sum(t => t.Blocks);
-        return total == 0
-            ? "none"
-            : string.Join(", ", tiers.Where(t => t.Blocks > 0).Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Name} {100.0 * t.Blocks / total:0}%")));
-    }
+    private static string Split(CacheNodeStats before, CacheNodeStats after) =>
+        after.TierSharesSince(before) is { Length: > 0 } shares ? shares : "none";
 
     private static string Section(int seconds, List<string> rows)
     {

@@ -212,25 +212,8 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     }
 
     /// <summary>The share of block reads each tier of <paramref name="node"/> answered between two samples of its counters.</summary>
-    public static string ServedFrom(CacheNodeStats before, CacheNodeStats after, string node)
-    {
-        (string Tier, long Blocks)[] tiers =
-        [
-            ("RAM cache", after.RamHits - before.RamHits),
-            ("flash cache", after.FlashHits - before.FlashHits),
-            ("peer cache", after.PeerHits - before.PeerHits),
-            ("log", after.LogReads - before.LogReads),
-            ("extents", after.ExtentReads - before.ExtentReads),
-        ];
-        var total = tiers.Sum(t => t.Blocks);
-        if (total <= 0)
-        {
-            return $"served by {node}: no block reads counted";
-        }
-
-        return $"served by {node}: " + string.Join(", ", tiers.Where(t => t.Blocks > 0)
-            .Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Tier} {100.0 * t.Blocks / total:0.0}%")));
-    }
+    public static string ServedFrom(CacheNodeStats before, CacheNodeStats after, string node) =>
+        after.TierSharesSince(before) is { Length: > 0 } shares ? $"served by {node}: {shares}" : $"served by {node}: no block reads counted";
 
     private LocalCluster NewCluster(string directory) =>
         new(repositoryRoot, directory, new PrefixWriter(progress, "bench: "))

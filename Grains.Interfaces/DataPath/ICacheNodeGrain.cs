@@ -46,6 +46,25 @@ public sealed record CacheNodeStats(
 {
     /// <summary>Blocks read from storage (log and extents).</summary>
     public long StorageReads => LogReads + ExtentReads;
+
+    /// <summary>
+    /// The share of block reads each tier answered since <paramref name="earlier"/>, e.g. "RAM cache 75.0%, log 25.0%";
+    /// empty when nothing was read.
+    /// </summary>
+    public string TierSharesSince(CacheNodeStats earlier)
+    {
+        (string Tier, long Blocks)[] tiers =
+        [
+            ("RAM cache", RamHits - earlier.RamHits),
+            ("flash cache", FlashHits - earlier.FlashHits),
+            ("peer cache", PeerHits - earlier.PeerHits),
+            ("log", LogReads - earlier.LogReads),
+            ("extents", ExtentReads - earlier.ExtentReads),
+        ];
+        var total = tiers.Sum(t => t.Blocks);
+        return total <= 0 ? "" : string.Join(", ", tiers.Where(t => t.Blocks > 0)
+            .Select(t => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Tier} {100.0 * t.Blocks / total:0.0}%")));
+    }
 }
 
 /// <summary>

@@ -112,6 +112,29 @@ public sealed class TestCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Calls <paramref name="call"/> until it gets through, for a call made right after a silo was killed: until
+    /// membership declares the silo dead (a few seconds), a grain whose directory entry or activation lived there
+    /// answers "silo unavailable", a rejected message or a timeout, for any client. Other failures, and these past
+    /// <paramref name="patience"/>, are thrown.
+    /// </summary>
+    public static async Task<T> PastALostSiloAsync<T>(Func<Task<T>> call, TimeSpan patience)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (Exception e) when (e is Orleans.Runtime.SiloUnavailableException or Orleans.Runtime.OrleansMessageRejectionException or TimeoutException
+                && clock.Elapsed < patience)
+            {
+                await Task.Delay(250);
+            }
+        }
+    }
+
     /// <summary>Polls <paramref name="condition"/> until it holds; fails with <paramref name="what"/> after <paramref name="timeout"/>.</summary>
     public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
     {

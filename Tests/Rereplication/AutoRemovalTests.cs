@@ -50,7 +50,8 @@ public sealed class AutoRemovalTests(ITestOutputHelper output)
         output.WriteLine($"killed {victim}, holding {before.Groups.Count(g => g.Holds(victim))} of {before.GroupCount} groups; not restarting it");
         try
         {
-            await TestCluster.WaitUntilAsync(async () => (await roster.GetRemovedNodesAsync()).Contains(victim), Patience, $"{victim} to be removed automatically");
+            await TestCluster.WaitUntilAsync(
+                async () => (await TestCluster.PastALostSiloAsync(roster.GetRemovedNodesAsync, Patience)).Contains(victim), Patience, $"{victim} to be removed automatically");
         }
         catch (TimeoutException)
         {
@@ -68,7 +69,8 @@ public sealed class AutoRemovalTests(ITestOutputHelper output)
         var removedAfter = clock.Elapsed;
         Assert.True(removedAfter >= TimeSpan.FromSeconds(10), $"{victim} was removed {removedAfter.TotalSeconds:F1} s after it was killed, before its 10 s were up");
         RereplicationStatus status = null!;
-        await TestCluster.WaitUntilAsync(async () => (status = await roster.GetStatusAsync()) is { Running: false, DegradedGroups: 0 }, Patience, "two replicas of every group again");
+        await TestCluster.WaitUntilAsync(
+            async () => (status = await TestCluster.PastALostSiloAsync(roster.GetStatusAsync, Patience)) is { Running: false, DegradedGroups: 0 }, Patience, "two replicas of every group again");
         output.WriteLine($"removed {removedAfter.TotalSeconds:F1} s after the kill; two replicas of every group {clock.Elapsed.TotalSeconds:F1} s after it " +
             $"({status.GroupsCopied} groups, {status.BytesCopied / 1e6:F1} MB at {status.MegabytesPerSecond:F1} MB/s)");
         Assert.Equal(0, status.LostGroups);
