@@ -33,16 +33,11 @@ public sealed partial class BenchRunner
     /// <summary>Runs the 4 KiB random jobs on a fresh cluster of each shape, fio on every compute silo at once, and sums them.</summary>
     public async Task<ScalingRun> RunScalingAsync(CancellationToken cancellationToken)
     {
-        if (FindOnPath("fio") is null)
-        {
-            throw new BenchException("fio is not installed (on Debian: apt-get install fio)");
-        }
-
+        RequireTools("fio");
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var load = LoadAverage();
-        var directory = Path.Combine(Path.GetTempPath(), "converge-bench-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(directory);
+        var directory = CreateScratchDirectory();
         var perVolume = _plan.WorkingSetBytes / ScalingVolumesPerCompute;
         progress.WriteLine($"bench: scaling over {ScalingShapes.Length} cluster shapes; {ScalingVolumesPerCompute} volumes per compute silo, " +
             $"{perVolume >> 20} MiB each, {_plan.RuntimeSeconds} s per job{(options.LogBandwidthMb > 0 ? $", log capped at {options.LogBandwidthMb} MB/s per storage silo" : "")}; in {directory}");
@@ -57,14 +52,7 @@ public sealed partial class BenchRunner
         }
         finally
         {
-            try
-            {
-                Directory.Delete(directory, recursive: true);
-            }
-            catch (IOException e)
-            {
-                progress.WriteLine($"bench: could not remove {directory}: {e.Message}");
-            }
+            RemoveScratchDirectory(directory);
         }
 
         return new ScalingRun(started, GitCommit(), command, Environment.ProcessorCount, CpuModel(), options.NvramMode, options.LogBandwidthMb,
@@ -113,14 +101,7 @@ public sealed partial class BenchRunner
         }
         finally
         {
-            foreach (var node in cluster.Layout?.Nodes ?? [])
-            {
-                if (SiloProcess.IsRunning(node.Pid, node.Name))
-                {
-                    SiloProcess.Kill(node.Pid);
-                    await SiloProcess.WaitForExitAsync(node.Pid, node.Name, TimeSpan.FromSeconds(10));
-                }
-            }
+            await KillClusterAsync(cluster);
         }
     }
 }

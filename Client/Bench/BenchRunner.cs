@@ -19,18 +19,10 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
 
     public async Task<BenchRun> RunAsync(CancellationToken cancellationToken)
     {
-        foreach (var tool in new[] { "fio", "nbdkit", "qemu-nbd" })
-        {
-            if (FindOnPath(tool) is null)
-            {
-                throw new BenchException($"{tool} is not installed (on Debian: apt-get install fio nbdkit qemu-utils)");
-            }
-        }
-
+        RequireTools("fio", "nbdkit", "qemu-nbd");
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
-        var directory = Path.Combine(Path.GetTempPath(), "converge-bench-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(directory);
+        var directory = CreateScratchDirectory();
         var load = LoadAverage();
         progress.WriteLine($"bench: load average {load}; {_plan.Jobs.Count} jobs on Converge, {(_plan.Quick ? "only the targets' jobs" : "the same jobs")} on 4 baselines, {_plan.RuntimeSeconds} s per job, working set {_plan.WorkingSetBytes >> 20} MiB, in {directory}");
         try
@@ -62,14 +54,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         }
         finally
         {
-            try
-            {
-                Directory.Delete(directory, recursive: true);
-            }
-            catch (IOException e)
-            {
-                progress.WriteLine($"bench: could not remove {directory}: {e.Message}");
-            }
+            RemoveScratchDirectory(directory);
         }
     }
 
@@ -104,15 +89,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         }
         finally
         {
-            // A throwaway cluster: SIGKILL by pid is quick and leaves nothing that matters.
-            foreach (var node in cluster.Layout?.Nodes ?? [])
-            {
-                if (SiloProcess.IsRunning(node.Pid, node.Name))
-                {
-                    SiloProcess.Kill(node.Pid);
-                    await SiloProcess.WaitForExitAsync(node.Pid, node.Name, TimeSpan.FromSeconds(10));
-                }
-            }
+            await KillClusterAsync(cluster);
         }
     }
 
@@ -225,6 +202,49 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     {
         var created = await client.Cluster.GetGrain<IVolumeCatalogGrain>(0).CreateAsync(name, _plan.VolumeSizeBytes, VolumeRules.DefaultBlockSizeBytes);
         return created.Ok ? created.Volume!.VolumeId : throw new BenchException($"could not create the bench volume {name}: {created.Message}");
+    }
+
+    private static void RequireTools(params string[] tools)
+    {
+        foreach (var tool in tools)
+        {
+            if (FindOnPath(tool) is null)
+            {
+                throw new BenchException($"{tool} is not installed (on Debian: apt-get install fio nbdkit qemu-utils)");
+            }
+        }
+    }
+
+    private static string CreateScratchDirectory()
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "converge-bench-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(directory);
+        return directory;
+    }
+
+    private void RemoveScratchDirectory(string directory)
+    {
+        try
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+        catch (IOException e)
+        {
+            progress.WriteLine($"bench: could not remove {directory}: {e.Message}");
+        }
+    }
+
+    /// <summary>A throwaway cluster: SIGKILL by pid is quick and leaves nothing that matters.</summary>
+    private static async Task KillClusterAsync(LocalCluster cluster)
+    {
+        foreach (var node in cluster.Layout?.Nodes ?? [])
+        {
+            if (SiloProcess.IsRunning(node.Pid, node.Name))
+            {
+                SiloProcess.Kill(node.Pid);
+                await SiloProcess.WaitForExitAsync(node.Pid, node.Name, TimeSpan.FromSeconds(10));
+            }
+        }
     }
 
     /// <summary>A port offset at which every port of the bench cluster is free, so a developer's own cluster is never touched.</summary>

@@ -71,15 +71,15 @@ public sealed partial class VolumeControllerGrain
 
     private async Task SendAppendBatchAsync(List<QueuedAppend> batch)
     {
-        MirrorStatus[] statusesA;
-        MirrorStatus[] statusesB;
+        MirrorStatus[] statusesA = [];
+        MirrorStatus[] statusesB = [];
+        Exception? defect = null;
         try
         {
             if (batch.Count == 1)
             {
                 var (a, b) = await AppendAloneAsync(batch[0].Segment, batch[0].Record);
-                statusesA = [a];
-                statusesB = [b];
+                (statusesA, statusesB) = ([a], [b]);
             }
             else
             {
@@ -89,21 +89,21 @@ public sealed partial class VolumeControllerGrain
         catch (Exception e)
         {
             // Not a mirror's failure (those are statuses): a defect. Every writer in the batch sees it, none waits forever.
-            _appendBatchesInFlight--;
-            PumpAppendBatches();
-            foreach (var queued in batch)
-            {
-                queued.TrySetException(e);
-            }
-
-            return;
+            defect = e;
         }
 
         _appendBatchesInFlight--;
         PumpAppendBatches();
         for (var i = 0; i < batch.Count; i++)
         {
-            batch[i].TrySetResult((statusesA[i], statusesB[i]));
+            if (defect is not null)
+            {
+                batch[i].TrySetException(defect);
+            }
+            else
+            {
+                batch[i].TrySetResult((statusesA[i], statusesB[i]));
+            }
         }
     }
 
