@@ -70,9 +70,10 @@ public sealed partial class SiloLog
                     continue;
                 }
 
-                if (LogFrame.IsZeroHeader(_buffer, pos) && !AnyValidFrame(_buffer, pos + LogFrame.AlignmentBytes))
+                if (LogFrame.IsZeroHeader(_buffer, pos) && !AnyLaterFrame(_buffer, pos + LogFrame.AlignmentBytes))
                 {
-                    // The written part of this chunk ends here (the writer moved on when a frame did not fit).
+                    // The written part of this chunk ends here: the end marker of the last batch, or of a chunk the writer
+                    // left when a frame did not fit. What follows is zeros or frames of the chunk's earlier use.
                     return ci + 1 < chunks.Count ? (ci + 1, 0) : null;
                 }
 
@@ -157,11 +158,15 @@ public sealed partial class SiloLog
             return first;
         }
 
-        private bool AnyValidFrame(byte[] data, int from)
+        /// <summary>
+        /// Whether a verified frame of this use of the chunk lies after <paramref name="from"/>: frames left by the chunk's
+        /// earlier use (it was recycled without zero-filling) carry sequences below the next expected one and do not count.
+        /// </summary>
+        private bool AnyLaterFrame(byte[] data, int from)
         {
             for (var pos = from; pos + LogFrame.HeaderLengthBytes <= data.Length; pos += LogFrame.AlignmentBytes)
             {
-                if (LogFrame.TryParse(data, pos, MaxRecord, out _))
+                if (LogFrame.TryParse(data, pos, MaxRecord, out var frame) && (_expected is not { } e || frame.Sequence >= e))
                 {
                     return true;
                 }

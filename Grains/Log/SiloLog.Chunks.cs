@@ -10,8 +10,16 @@ public sealed partial class SiloLog
     private readonly Lock _spareLock = new();
     private readonly Queue<string> _spares = new();
     private Task _reclaim = Task.CompletedTask;
+    private bool _preparingSpare;
 
-    /// <summary>The chunk after the current one: an existing empty file, a recycled spare, or a new zero-filled file.</summary>
+    /// <summary>A ready spare chunk: zero-filled, or a recycled chunk holding frames of an earlier use (docs/log-format.md).</summary>
+    private const string SpareExtension = ".spare";
+
+    /// <summary>
+    /// The chunk after the current one: an existing file of that number, a spare (a recycled chunk, or a zero-filled file
+    /// prepared in the background), or, when no spare is ready, a new zero-filled file made here. Taking the last spare
+    /// starts the preparation of the next one, so the writer does not stop to zero-fill 64 MiB in a growing log.
+    /// </summary>
     private Chunk NextChunk()
     {
         var number = _current.Number + 1;
@@ -47,7 +55,58 @@ public sealed partial class SiloLog
             _chunks.Add(number, chunk);
         }
 
+        PrepareSpareAhead();
         return chunk;
+    }
+
+    /// <summary>Starts zero-filling a new spare in the background when none is ready or being made.</summary>
+    private void PrepareSpareAhead()
+    {
+        lock (_spareLock)
+        {
+            if (_spares.Count > 0 || _preparingSpare)
+            {
+                return;
+            }
+
+            _preparingSpare = true;
+            _reclaim = _reclaim.ContinueWith(_ => PrepareSpare(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
+    }
+
+    private void PrepareSpare()
+    {
+        try
+        {
+            lock (_lock)
+            {
+                if (_stopping || _fault is not null)
+                {
+                    return;
+                }
+            }
+
+            var name = Path.Combine(_directory, $"spare-{Guid.NewGuid():N}");
+            PrepareZeroedFile(name + ".tmp");
+            _fileSystem.Rename(name + ".tmp", name + SpareExtension);
+            _fileSystem.SyncDirectory(_directory);
+            lock (_spareLock)
+            {
+                _spares.Enqueue(name + SpareExtension);
+            }
+        }
+        catch (Exception e) when (e is IOException or StorageFaultException or UnauthorizedAccessException)
+        {
+            // Not fatal: the writer zero-fills a new chunk itself when it finds no spare.
+            LogSparePreparationFailed(_logger, e.Message);
+        }
+        finally
+        {
+            lock (_spareLock)
+            {
+                _preparingSpare = false;
+            }
+        }
     }
 
     /// <summary>Creates or overwrites <paramref name="path"/> with zeros for a whole chunk and makes them durable.</summary>
@@ -168,13 +227,14 @@ public sealed partial class SiloLog
             }
 
             chunk.File.Dispose();
-            var spare = Path.Combine(_directory, $"spare-{chunk.Number:D20}.tmp");
+            var spare = Path.Combine(_directory, $"spare-{Guid.NewGuid():N}{SpareExtension}");
             try
             {
-                // Renamed away first so a crash mid-zeroing leaves a *.tmp that recovery deletes, never a half-old chunk.
+                // Reused as it is: its old frames carry sequences below any the log writes from now on, so recovery
+                // never takes them for frames of the new use (docs/log-format.md, "Chunks"). Zero-filling it again
+                // would double the log's disk writes.
                 _fileSystem.Rename(ChunkPath(chunk.Number), spare);
                 _fileSystem.SyncDirectory(_directory);
-                PrepareZeroedFile(spare);
                 lock (_spareLock)
                 {
                     _spares.Enqueue(spare);

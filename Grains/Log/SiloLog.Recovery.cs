@@ -20,8 +20,27 @@ public sealed partial class SiloLog
         }
 
         var chunks = OpenChunks();
+        var spares = _fileSystem.List(_directory, "*" + SpareExtension);
+        foreach (var spare in spares)
+        {
+            if (chunks.Count > 0)
+            {
+                _spares.Enqueue(spare);
+            }
+            else
+            {
+                // A new log starts its sequence at 1 again: frames left in old spares could pass for its own.
+                _fileSystem.Delete(spare);
+            }
+        }
+
         if (chunks.Count == 0)
         {
+            if (spares.Count > 0)
+            {
+                _fileSystem.SyncDirectory(_directory);
+            }
+
             var path = ChunkPath(1);
             PrepareZeroedFile(path + ".tmp");
             _fileSystem.Rename(path + ".tmp", path);

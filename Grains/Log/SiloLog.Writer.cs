@@ -58,7 +58,8 @@ public sealed partial class SiloLog
 
     private void WriteBatch(List<PendingAppend> batch, int batchBytes, List<Chunk> touched)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(batchBytes);
+        // Room for the end marker after the last frame (see WriteRun).
+        var buffer = ArrayPool<byte>.Shared.Rent(batchBytes + LogFrame.HeaderLengthBytes);
         try
         {
             var runStart = 0;
@@ -70,8 +71,8 @@ public sealed partial class SiloLog
                 var frameLength = pending.FrameLengthBytes;
                 if (_writeOffsetBytes + frameLength > _options.ChunkSizeBytes)
                 {
-                    // The frame does not fit: leave the chunk's zero tail and continue in the next chunk.
-                    WriteRun(buffer.AsSpan(runStart, cursor - runStart), runFileOffset, touched);
+                    // The frame does not fit: end the chunk here and continue in the next one.
+                    WriteRun(buffer, runStart, cursor - runStart, runFileOffset, touched, separateMarker: true);
                     _current = NextChunk();
                     _writeOffsetBytes = 0;
                     runStart = cursor;
@@ -85,7 +86,7 @@ public sealed partial class SiloLog
                 cursor += frameLength;
             }
 
-            WriteRun(buffer.AsSpan(runStart, cursor - runStart), runFileOffset, touched);
+            WriteRun(buffer, runStart, cursor - runStart, runFileOffset, touched, separateMarker: false);
             Debug.Assert(cursor == batchBytes, "every admitted frame is written");
             foreach (var chunk in touched)
             {
@@ -100,15 +101,41 @@ public sealed partial class SiloLog
         }
     }
 
-    private void WriteRun(ReadOnlySpan<byte> run, int fileOffset, List<Chunk> touched)
+    /// <summary>
+    /// Writes <paramref name="length"/> bytes of frames at <paramref name="fileOffset"/> of the current chunk, followed by
+    /// an end marker (a zero frame header) when it fits: a recycled chunk is not zero-filled, so the marker is what
+    /// tells recovery that the written part ends here rather than at whatever an earlier use left behind
+    /// (docs/log-format.md). The next batch overwrites it. At the end of a batch the marker rides in the same write
+    /// (the buffer has room after the frames); when the writer leaves a chunk it is written on its own.
+    /// </summary>
+    private void WriteRun(byte[] buffer, int start, int length, int fileOffset, List<Chunk> touched, bool separateMarker)
     {
-        if (run.IsEmpty)
+        var markerFits = fileOffset + length + LogFrame.HeaderLengthBytes <= _options.ChunkSizeBytes;
+        if (length == 0 && !(separateMarker && markerFits))
         {
             return;
         }
 
-        Debug.Assert(fileOffset + run.Length <= _options.ChunkSizeBytes, "a run stays inside its chunk");
-        _current.File.Write(fileOffset, run);
+        Debug.Assert(fileOffset + length <= _options.ChunkSizeBytes, "a run stays inside its chunk");
+        if (separateMarker)
+        {
+            if (length > 0)
+            {
+                _current.File.Write(fileOffset, buffer.AsSpan(start, length));
+            }
+
+            if (markerFits)
+            {
+                _current.File.Write(fileOffset + length, ZeroBlock.AsSpan(0, LogFrame.HeaderLengthBytes));
+            }
+        }
+        else
+        {
+            var marker = markerFits ? LogFrame.HeaderLengthBytes : 0;
+            buffer.AsSpan(start + length, marker).Clear();
+            _current.File.Write(fileOffset, buffer.AsSpan(start, length + marker));
+        }
+
         touched.Add(_current);
     }
 

@@ -192,6 +192,147 @@ public sealed class SiloLogRecoveryTests : IDisposable
     }
 
     [Fact]
+    public async Task Recovery_RecycledChunkReusedWithItsOldFrames_EndsWhereItsNewUseEnds()
+    {
+        // Chunk 1 is recycled as it is (not zero-filled) and used again; 8 KiB frames do not line up with its old
+        // 4 KiB ones, and a burst of appends leaves it for the next chunk. Its old frames must read as neither a torn
+        // tail nor corruption.
+        var live = await FillUntilARecycledChunkIsInUse();
+        using (var log = _fixture.Open())
+        {
+            Assert.True(log.Recovery.IsClean, $"corrupt: {log.Recovery.CorruptRegions.Count}, truncated at {log.Recovery.TruncatedAt}");
+            var appends = Enumerable.Range(0, 8).Select(i => LogFixture.AppendWrite(log, (ulong)(100 + i), (byte)(100 + i), segment: live.Segment, payloadBytes: 8192)).ToList();
+            var results = await Task.WhenAll(appends);
+            for (var i = 0; i < results.Length; i++)
+            {
+                Assert.Equal(AppendStatus.Ok, results[i].Status);
+                live.Expected.Add((results[i].Address, (byte)(100 + i)));
+            }
+
+            Assert.Contains(live.Expected, e => e.Address.ChunkNumber == live.Chunk + 1);
+        }
+
+        using var reopened = _fixture.Open();
+        Assert.True(reopened.Recovery.IsClean, $"corrupt: {reopened.Recovery.CorruptRegions.Count}, truncated at {reopened.Recovery.TruncatedAt}");
+        AssertSegment(reopened, live.Segment, live.Expected);
+        var next = await LogFixture.AppendWrite(reopened, 200, 200, segment: live.Segment);
+        var last = live.Expected.MaxBy(e => (e.Address.ChunkNumber, e.Address.OffsetBytes)).Address;
+        Assert.Equal(new LogAddress(last.ChunkNumber, last.OffsetBytes + 8312), next.Address);
+    }
+
+    [Fact]
+    public async Task Recovery_TornTailInARecycledChunk_IsTruncatedNotReportedCorrupt()
+    {
+        var live = await FillUntilARecycledChunkIsInUse();
+        var torn = live.Expected[^1].Address;
+        Damage(torn, offset: 32 + 84 + 4096, length: 4096, value: 0);
+        using var reopened = _fixture.Open();
+        Assert.Equal(torn, reopened.Recovery.TruncatedAt);
+        Assert.Empty(reopened.Recovery.CorruptRegions);
+        AssertSegment(reopened, live.Segment, live.Expected[..^1]);
+    }
+
+    [Fact]
+    public async Task EnteringANewChunk_PreparesTheNextSpareInTheBackground()
+    {
+        using var log = _fixture.Open();
+        ulong sequence = 0;
+        async Task<LogAddress> FillInto(long chunk)
+        {
+            while (true)
+            {
+                var result = await LogFixture.AppendWrite(log, ++sequence, 1);
+                Assert.Equal(AppendStatus.Ok, result.Status);
+                if (result.Address.ChunkNumber == chunk)
+                {
+                    return result.Address;
+                }
+            }
+        }
+
+        Assert.Empty(Directory.GetFiles(_fixture.LogDirectory, "*.spare"));
+        await FillInto(2);
+        log.WaitForReclaim();
+        var spare = Assert.Single(Directory.GetFiles(_fixture.LogDirectory, "*.spare"));
+        var bytes = File.ReadAllBytes(spare);
+        Assert.Equal(64 * 1024, bytes.Length);
+        Assert.False(bytes.AsSpan().ContainsAnyExcept((byte)0), "a new spare is zero-filled");
+
+        // Chunk 3 is the spare, renamed; entering it starts the next one.
+        await FillInto(3);
+        Assert.False(File.Exists(spare));
+        log.WaitForReclaim();
+        Assert.Single(Directory.GetFiles(_fixture.LogDirectory, "*.spare"));
+    }
+
+    private sealed record LiveSegment(Guid Segment, List<(LogAddress Address, byte Fill)> Expected, long Chunk = 0);
+
+    /// <summary>
+    /// Chunk 1 holds a destaged segment and is recycled to a spare; the live segment's 8 KiB records then fill chunks
+    /// until the writer is in that spare, its old frames still in it (checked); its number is <see cref="LiveSegment.Chunk"/>.
+    /// </summary>
+    private async Task<LiveSegment> FillUntilARecycledChunkIsInUse()
+    {
+        var old = Guid.NewGuid();
+        var live = new LiveSegment(Guid.NewGuid(), []);
+        using var log = _fixture.Open();
+        for (ulong i = 1; i <= 15; i++)
+        {
+            Assert.Equal(AppendStatus.Ok, (await LogFixture.AppendWrite(log, i, 1, segment: old)).Status);
+        }
+
+        Assert.Equal(AppendStatus.Ok, (await log.SealAsync(old, LogFixture.Volume, 1)).Status);
+        ulong sequence = 0;
+        async Task Append()
+        {
+            var fill = (byte)(++sequence % 250 + 1);
+            var result = await LogFixture.AppendWrite(log, sequence, fill, segment: live.Segment, payloadBytes: 8192);
+            Assert.Equal(AppendStatus.Ok, result.Status);
+            live.Expected.Add((result.Address, fill));
+        }
+
+        while (live.Expected.Count == 0 || live.Expected[^1].Address.ChunkNumber < 3)
+        {
+            await Append();
+        }
+
+        Assert.Equal(MarkDestagedStatus.Ok, log.MarkDestaged(old));
+        log.WaitForReclaim();
+        Assert.DoesNotContain(1L, log.GetChunkNumbers());
+
+        // Spares are taken in the order they became ready (a zero-filled one may come first): go on until the writer
+        // is in the recycled one, two 8 KiB records into it.
+        for (var chunk = live.Expected[^1].Address.ChunkNumber + 1; chunk <= live.Expected[^1].Address.ChunkNumber + 3; chunk++)
+        {
+            while (live.Expected[^1].Address.ChunkNumber < chunk)
+            {
+                await Append();
+            }
+
+            await Append();
+            Assert.Equal(chunk, live.Expected[^1].Address.ChunkNumber);
+            var end = live.Expected[^1].Address.OffsetBytes + 8312 + 32;
+            if (File.ReadAllBytes(_fixture.ChunkPath(chunk)).AsSpan(end).ContainsAnyExcept((byte)0))
+            {
+                return live with { Chunk = chunk };
+            }
+        }
+
+        Assert.Fail("the recycled chunk was not reused with its old frames in it");
+        return live;
+    }
+
+    private static void AssertSegment(SiloLog log, Guid segment, IReadOnlyList<(LogAddress Address, byte Fill)> expected)
+    {
+        var records = log.GetSegment(segment)!.Records.Where(r => r.Kind == LogRecordKind.Write).ToList();
+        Assert.Equal(expected.Select(e => e.Address).OrderBy(a => (a.ChunkNumber, a.OffsetBytes)), records.Select(r => r.Address).OrderBy(a => (a.ChunkNumber, a.OffsetBytes)));
+        foreach (var (address, fill) in expected)
+        {
+            Assert.Equal(fill, LogFixture.ReadFill(log, address));
+        }
+    }
+
+    [Fact]
     public async Task Recovery_AfterFdatasyncFailure_RecoversEverythingCommittedBefore()
     {
         var addresses = new List<LogAddress>();
