@@ -2,6 +2,19 @@ using Converge.Log;
 
 namespace Converge.DataPath;
 
+/// <summary>
+/// What a segment's destage leader tells the other mirror (docs/destage.md "One mirror destages"): Destaged lets the
+/// follower release its copy without applying it again; Pending asks it to wait; WillNot (the leader's copy may be
+/// incomplete: unknown there, damaged log, or a removed node) tells it to destage its own copy.
+/// </summary>
+[GenerateSerializer, Alias("Converge.LeaderDestage")]
+public enum LeaderDestage
+{
+    Pending = 0,
+    Destaged = 1,
+    WillNot = 2,
+}
+
 /// <summary>One mirror's answer to an append, seal or fence. Expected outcomes only; lost nodes surface as exceptions.</summary>
 [GenerateSerializer, Alias("Converge.MirrorStatus")]
 public enum MirrorStatus

@@ -42,4 +42,8 @@ public interface ILogSegmentGrain : IGrainWithStringKey
     /// <summary>True when this node no longer holds the segment's records: destaged to both extent replicas, or unknown here.</summary>
     [Alias("Destaged"), ResponseTimeout("00:00:02")]
     Task<bool> IsDestagedAsync();
+
+    /// <summary>Asked by the segment's other mirror when this node is the segment's destage leader.</summary>
+    [Alias("LeaderDestage"), ResponseTimeout("00:00:02")]
+    Task<LeaderDestage> GetLeaderDestageAsync();
 }

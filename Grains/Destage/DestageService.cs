@@ -157,6 +157,7 @@ public sealed partial class DestageService(
             return due;
         }
 
+        var undestaged = new HashSet<Guid>();
         foreach (var id in log.GetSegmentIds())
         {
             var info = log.GetSegment(id);
@@ -164,6 +165,8 @@ public sealed partial class DestageService(
             {
                 continue;
             }
+
+            undestaged.Add(id);
 
             lock (_lock)
             {
@@ -176,6 +179,7 @@ public sealed partial class DestageService(
             due.Add(id);
         }
 
+        ForgetRoles(undestaged);
         return due;
     }
 
@@ -184,6 +188,28 @@ public sealed partial class DestageService(
         var started = Stopwatch.GetTimestamp();
         try
         {
+            if (nodeLog.Log.GetSegment(segmentId) is { IsSealed: true, IsDestaged: false } info)
+            {
+                switch (await FollowLeaderAsync(segmentId, info.VolumeId))
+                {
+                    case FollowerStep.ReleasedByLeader:
+                        lock (_lock)
+                        {
+                            _backoff.Remove(segmentId);
+                        }
+
+                        return;
+                    case FollowerStep.Wait:
+                        lock (_lock)
+                        {
+                            var failures = _backoff.TryGetValue(segmentId, out var previous) ? previous.Failures : 0;
+                            _backoff[segmentId] = (Stopwatch.GetTimestamp() + (long)(FollowerPoll.TotalSeconds * Stopwatch.Frequency), failures);
+                        }
+
+                        return;
+                }
+            }
+
             var bytes = await DestageSegmentAsync(segmentId, cancellationToken);
             Interlocked.Add(ref _destagedPayloadBytes, bytes);
             Interlocked.Increment(ref _destagedSegments);

@@ -42,7 +42,7 @@ public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService dest
         }
 
         return Task.FromResult(new StorageNodeStatus(node.Name, log.GetChunkNumbers().Count, log.NvramUsedBytes, open, sealedUndestaged,
-            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures));
+            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures, destage.SegmentsReleasedByLeader));
     }
 
     public Task<NodeLogStats> GetLogStatsAsync()

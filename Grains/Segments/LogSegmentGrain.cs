@@ -250,6 +250,18 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
         return Task.FromResult(segment is null || segment.IsDestaged);
     }
 
+    public Task<LeaderDestage> GetLeaderDestageAsync()
+    {
+        var log = nodeLog.Log;
+        if (fence.IsRemoved || log.IsPoisoned || log.Recovery.CorruptRegions.Count > 0 || log.GetSegment(_segmentId) is not { } segment)
+        {
+            // This copy cannot vouch for every acknowledged record: the follower applies its own.
+            return Task.FromResult(LeaderDestage.WillNot);
+        }
+
+        return Task.FromResult(segment.IsDestaged ? LeaderDestage.Destaged : LeaderDestage.Pending);
+    }
+
     private static MirrorStatus Map(AppendStatus status) => status switch
     {
         AppendStatus.Ok => MirrorStatus.Ok,
