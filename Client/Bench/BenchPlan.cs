@@ -2,9 +2,11 @@ namespace Converge.Client.Bench;
 
 /// <summary>What <c>converge bench</c> was asked for.</summary>
 public sealed record BenchOptions(
-    bool Quick = false, int Compute = 2, int Storage = 2, int? RuntimeSeconds = null, string NvramMode = "fsync", int LogBandwidthMb = 0, bool Scaling = false)
+    bool Quick = false, int Compute = 2, int Storage = 2, int? RuntimeSeconds = null, string NvramMode = "fsync", int LogBandwidthMb = 0, bool Scaling = false,
+    int Repeat = 1)
 {
     public const int MaxRuntimeSeconds = 120;
+    public const int MaxRepeat = 9;
     public const int MaxLogBandwidthMb = 100_000;
 
     /// <summary>A message for the operator when the options cannot be run, else null.</summary>
@@ -28,6 +30,11 @@ public sealed record BenchOptions(
         if (NvramMode is not ("fsync" or "memory"))
         {
             return "--nvram-mode must be fsync or memory";
+        }
+
+        if (Repeat is < 1 or > MaxRepeat)
+        {
+            return $"--repeat must be from 1 to {MaxRepeat}";
         }
 
         if (LogBandwidthMb is < 0 or > MaxLogBandwidthMb)
@@ -65,7 +72,7 @@ public sealed record FioJob(string Name, string Rw, int BlockSizeBytes, int IoDe
 /// region, so they are served from what was written (for Converge: the compute node's block cache or the log).
 /// The region is kept below the compute node's block cache (256 MiB) on purpose: this measures the local-cache path.
 /// </summary>
-public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, long WorkingSetBytes, long VolumeSizeBytes, bool Quick)
+public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, long WorkingSetBytes, long VolumeSizeBytes, bool Quick, int Repeat = 1)
 {
     /// <summary>Seconds of unrecorded random writes each system runs first (see <c>BenchRunner.RunSystemAsync</c>).</summary>
     public int WarmupSeconds => Quick ? 5 : 15;
@@ -93,6 +100,6 @@ public sealed record BenchPlan(IReadOnlyList<FioJob> Jobs, int RuntimeSeconds, l
 
         var runtime = options.RuntimeSeconds ?? (options.Quick ? 3 : 10);
         var workingSet = options.Quick ? 64L << 20 : 128L << 20;
-        return new BenchPlan(jobs, runtime, workingSet, 1L << 30, options.Quick);
+        return new BenchPlan(jobs, runtime, workingSet, 1L << 30, options.Quick, options.Repeat);
     }
 }

@@ -24,6 +24,7 @@ public static class BenchReport
             run.NvramMode,
             run.LogBandwidthMb,
             run.RuntimeSecondsPerJob,
+            run.RunsPerJob,
             run.WorkingSetBytes,
             run.LoopbackRttUs,
             FdatasyncP50Us = BenchTargets.FdatasyncP50Us(run),
@@ -45,7 +46,7 @@ public static class BenchReport
         text.AppendLine();
         text.AppendLine(ic, $"Commit `{run.Commit}`; {run.Cpus} CPUs ({run.CpuModel}), {run.MemoryBytes / (double)(1L << 30):0.0} GiB RAM; " +
             $"{run.ComputeSilos} compute + {run.StorageSilos} storage silos, NVRAM mode {run.NvramMode}{(run.LogBandwidthMb > 0 ? $", log capped at {run.LogBandwidthMb} MB/s per storage silo" : "")}; " +
-            $"{run.RuntimeSecondsPerJob} s per job over a {run.WorkingSetBytes >> 20} MiB working set (prefilled); " +
+            $"{run.RuntimeSecondsPerJob} s per job{(run.RunsPerJob > 1 ? $", each run {run.RunsPerJob} times (rows: the run with the median IOPS; every run's IOPS below)" : "")} over a {run.WorkingSetBytes >> 20} MiB working set (prefilled); " +
             $"loopback RTT p50 {run.LoopbackRttUs:0.0} us; disk fdatasync p50 {Us(BenchTargets.FdatasyncP50Us(run))}; run took {run.DurationSeconds:0} s; load average {run.LoadAverageAtStart} at start, {run.LoadAverageAtEnd} at end.");
         text.AppendLine();
         text.AppendLine("| job | system | IOPS | MB/s | p50 us | p99 us | p99.9 us | server CPU s/GiB | Converge/this IOPS | Converge/this p50 |");
@@ -66,6 +67,13 @@ public static class BenchReport
                 var name = isConverge ? $"**{system.System}**" : system.System;
                 text.AppendLine(ic, $"| {job} | {name} | {r.Fio.Iops:0} | {r.Fio.BandwidthMBps:0.0} | {r.Fio.ClatP50Us:0} | {r.Fio.ClatP99Us:0} | {r.Fio.ClatP999Us:0} | {(r.CpuSecondsPerGiB is { } c ? c.ToString("0.00", ic) : "-")} | {iopsRatio} | {p50Ratio} |");
             }
+        }
+
+        if (run.RunsPerJob > 1)
+        {
+            text.AppendLine();
+            text.AppendLine("IOPS of every run (median first): " + string.Join("; ", run.Systems.SelectMany(s => s.Jobs.Where(j => j.RunIops is { Count: > 1 })
+                .Select(j => string.Create(ic, $"{s.System} {j.Job} {j.Fio.Iops:0} ({string.Join(", ", j.RunIops!.Select(i => i.ToString("0", ic)))})")))) + ".");
         }
 
         foreach (var tier in converge?.Jobs.Where(j => j.ServedFrom is not null) ?? [])

@@ -13,7 +13,29 @@ public static class BenchSystems
 /// <summary>One job on one system: fio's figures plus the server side CPU cost.</summary>
 /// <param name="CpuSecondsPerGiB">CPU seconds of every server process (silos, nbdkit, qemu-nbd) per GiB moved; null for the disk.</param>
 /// <param name="ServedFrom">For Converge's read-tier jobs: which tiers of the reading compute node answered, from its counters.</param>
-public sealed record JobResult(string Job, FioMeasurement Fio, double? CpuSecondsPerGiB, string? ServedFrom = null);
+/// <param name="RunIops">With --repeat: the IOPS of every run in order; <see cref="Fio"/> is the run with the median IOPS.</param>
+public sealed record JobResult(string Job, FioMeasurement Fio, double? CpuSecondsPerGiB, string? ServedFrom = null, IReadOnlyList<double>? RunIops = null)
+{
+    /// <summary>
+    /// The run with the median IOPS (the lower middle one for an even count), kept whole so that its latencies and CPU
+    /// belong to the same run; with the other runs' IOPS beside it.
+    /// </summary>
+    public static JobResult MedianOf(IReadOnlyList<JobResult> runs)
+    {
+        if (runs.Count == 0)
+        {
+            throw new ArgumentException("no runs to take a median of", nameof(runs));
+        }
+
+        if (runs.Count == 1)
+        {
+            return runs[0];
+        }
+
+        var median = runs.OrderBy(r => r.Fio.Iops).ElementAt((runs.Count - 1) / 2);
+        return median with { RunIops = runs.Select(r => r.Fio.Iops).ToArray() };
+    }
+}
 
 public sealed record SystemResult(string System, string Description, IReadOnlyList<JobResult> Jobs)
 {
@@ -53,6 +75,7 @@ public sealed record BenchRun(
     string NvramMode,
     int LogBandwidthMb,
     int RuntimeSecondsPerJob,
+    int RunsPerJob,
     long WorkingSetBytes,
     double LoopbackRttUs,
     IReadOnlyList<SystemResult> Systems,

@@ -49,7 +49,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
 
             return new BenchRun(
                 started, GitCommit(), command, Environment.ProcessorCount, ProcessStats.MachineMemoryBytes(), CpuModel(),
-                options.Compute, options.Storage, options.NvramMode, options.LogBandwidthMb, _plan.RuntimeSeconds, _plan.WorkingSetBytes, rtt, systems, rss,
+                options.Compute, options.Storage, options.NvramMode, options.LogBandwidthMb, _plan.RuntimeSeconds, _plan.Repeat, _plan.WorkingSetBytes, rtt, systems, rss,
                 clock.Elapsed.TotalSeconds, load, LoadAverage());
         }
         finally
@@ -134,13 +134,20 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         var jobs = new List<JobResult>();
         foreach (var job in planned)
         {
-            var before = CpuSample.Take(serverPids);
-            var measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
-            var cpuSeconds = CpuSample.Take(serverPids).SecondsSince(before);
-            double? cpuPerGiB = serverPids.Count == 0 ? null : cpuSeconds / (measured.IoBytes / (double)(1L << 30));
-            jobs.Add(new JobResult(job.Name, measured, cpuPerGiB));
-            progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"bench: {system,-20} {job.Name,-18} {measured.Iops,9:0} IOPS {measured.BandwidthMBps,8:0.0} MB/s  p50 {measured.ClatP50Us,8:0} us  p99 {measured.ClatP99Us,8:0} us{(cpuPerGiB is { } c ? $"  {c:0.00} CPU s/GiB" : "")}"));
+            var runs = new List<JobResult>();
+            for (var run = 1; run <= _plan.Repeat; run++)
+            {
+                var before = CpuSample.Take(serverPids);
+                var measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
+                var cpuSeconds = CpuSample.Take(serverPids).SecondsSince(before);
+                double? cpuPerGiB = serverPids.Count == 0 ? null : cpuSeconds / (measured.IoBytes / (double)(1L << 30));
+                runs.Add(new JobResult(job.Name, measured, cpuPerGiB));
+                var of = _plan.Repeat > 1 ? $" (run {run}/{_plan.Repeat})" : "";
+                progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"bench: {system,-20} {job.Name,-18} {measured.Iops,9:0} IOPS {measured.BandwidthMBps,8:0.0} MB/s  p50 {measured.ClatP50Us,8:0} us  p99 {measured.ClatP99Us,8:0} us{(cpuPerGiB is { } c ? $"  {c:0.00} CPU s/GiB" : "")}{of}"));
+            }
+
+            jobs.Add(JobResult.MedianOf(runs));
         }
 
         return new SystemResult(system, description, jobs);

@@ -150,6 +150,26 @@ public sealed class FioReportTests
         Assert.Contains("log capped at 40 MB/s per storage silo", markdown, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void RepeatedJobs_ReportTheRunWithTheMedianIops_AndEveryRun()
+    {
+        var runs = new[] { 5200.0, 3100.0, 4700.0 }
+            .Select((iops, i) => new JobResult(FioJob.RandWriteQd32.Name, Measure(iops, 1000 + i), CpuSecondsPerGiB: i)).ToArray();
+        var median = JobResult.MedianOf(runs);
+        Assert.Equal(4700, median.Fio.Iops);
+        Assert.Equal(1002, median.Fio.ClatP50Us); // the latencies and CPU of that same run, not medians taken apart
+        Assert.Equal(2, median.CpuSecondsPerGiB);
+        Assert.Equal([5200.0, 3100.0, 4700.0], median.RunIops);
+        Assert.Equal(3100, JobResult.MedianOf(runs[..2]).Fio.Iops); // an even count takes the lower middle
+        Assert.Same(runs[0], JobResult.MedianOf(runs[..1]));
+        Assert.Throws<ArgumentException>(() => JobResult.MedianOf([]));
+
+        var run = Run(new SystemResult(BenchSystems.Converge, "c", [median])) with { RunsPerJob = 3 };
+        var markdown = BenchReport.Markdown(run);
+        Assert.Contains("each run 3 times", markdown, StringComparison.Ordinal);
+        Assert.Contains("converge randwrite-4k-qd32 4700 (5200, 3100, 4700)", markdown, StringComparison.Ordinal);
+    }
+
     private static CacheNodeStats Stats(long ram, long peer, long log, long extents) =>
         new("n", ram, ram * 4096, 0, 0, peer, peer * 4096, log, log * 4096, extents, extents * 4096, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             default!, default!, default!, default!, default!);
@@ -161,6 +181,6 @@ public sealed class FioReportTests
         new(name, name, jobs.Select(j => new JobResult(j.Job.Name, j.M, 1.0)).ToArray());
 
     private static BenchRun Run(params SystemResult[] systems) => new(
-        DateTimeOffset.UnixEpoch, "abc1234", "./converge bench", 2, 1L << 34, "test cpu", 1, 2, "fsync", 0, 10, 128L << 20,
+        DateTimeOffset.UnixEpoch, "abc1234", "./converge bench", 2, 1L << 34, "test cpu", 1, 2, "fsync", 0, 10, 1, 128L << 20,
         LoopbackRttUs: 20, systems, new Dictionary<string, long> { ["compute-1"] = 1 << 28 }, 60, "0.00 0.00 0.00", "0.00 0.00 0.00");
 }
