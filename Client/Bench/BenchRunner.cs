@@ -138,7 +138,20 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             for (var run = 1; run <= _plan.Repeat; run++)
             {
                 var before = CpuSample.Take(serverPids);
-                var measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
+                FioMeasurement measured;
+                try
+                {
+                    measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
+                }
+                catch (BenchException e)
+                {
+                    // One failed fio run (a dropped connection, seen once with nbdkit) should not throw away a long run;
+                    // a server that is really gone fails the second attempt too, and that ends the bench.
+                    progress.WriteLine($"bench: {system} {job.Name}: {e.Message}; running it once more");
+                    before = CpuSample.Take(serverPids);
+                    measured = await fio.RunAsync(job, target, _plan.WorkingSetBytes, _plan.RuntimeSeconds, cancellationToken);
+                }
+
                 var cpuSeconds = CpuSample.Take(serverPids).SecondsSince(before);
                 double? cpuPerGiB = serverPids.Count == 0 ? null : cpuSeconds / (measured.IoBytes / (double)(1L << 30));
                 runs.Add(new JobResult(job.Name, measured, cpuPerGiB));
