@@ -97,10 +97,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     {
         var port = ChildProcess.FreePort();
         var size = _plan.VolumeSizeBytes.ToString(CultureInfo.InvariantCulture);
-        // No --exit-with-parent: it is a parent-death signal, sent when the *thread* that started nbdkit ends, and .NET
-        // starts processes from pool threads that retire when idle, which killed nbdkit in the middle of long runs.
-        // Disposing the server kills it by pid, as for every other tool the bench starts.
-        await using var server = ChildProcess.Start("nbdkit", ["-f", "-i", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "memory", "size=" + size]);
+        await using var server = ChildProcess.Start("nbdkit", ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "memory", "size=" + size]);
         await server.WaitForPortAsync(port, TimeSpan.FromSeconds(10), cancellationToken);
         return await RunSystemAsync(
             BenchSystems.NbdkitMemory, "nbdkit memory plugin: the NBD protocol ceiling on this machine",
