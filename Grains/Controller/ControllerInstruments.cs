@@ -23,4 +23,8 @@ internal static class ControllerInstruments
     /// <summary>Writes refused unapplied because their deadline had passed before they got a log position.</summary>
     public static readonly Counter<long> ExpiredWrites =
         Meter.CreateCounter<long>("converge.controller.expired_writes", "{write}", "Writes refused unapplied: their caller's deadline passed first");
+
+    /// <summary>Large records that waited for room in their volume's append window (backpressure from slow mirrors).</summary>
+    public static readonly Counter<long> WindowWaits =
+        Meter.CreateCounter<long>("converge.controller.append_window_waits", "{record}", "Large records that waited for room in the append window");
 }

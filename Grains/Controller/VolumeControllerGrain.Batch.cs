@@ -17,7 +17,7 @@ public sealed partial class VolumeControllerGrain
     /// <summary>A batch stops growing at this size.</summary>
     private const int MaxAppendBatchBytes = 1024 * 1024;
 
-    /// <summary>Records larger than this go out alone and at once: their call's cost is small beside their bytes.</summary>
+    /// <summary>Records larger than this go out alone, within the append window: their call's cost is small beside their bytes.</summary>
     private const int MaxBatchedRecordBytes = 32 * 1024;
 
     private readonly Queue<QueuedAppend> _appendQueue = new();
@@ -28,7 +28,7 @@ public sealed partial class VolumeControllerGrain
     {
         if (record.Length > MaxBatchedRecordBytes)
         {
-            return AppendAloneAsync(segment, record);
+            return AppendWindowedAsync(segment, record);
         }
 
         var queued = new QueuedAppend(segment, record);
