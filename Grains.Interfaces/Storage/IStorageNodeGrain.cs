@@ -12,7 +12,8 @@ public sealed record StorageNodeStatus(
     [property: Id(6)] long DestagedPayloadBytes,
     [property: Id(7)] double DestageBusyMs,
     [property: Id(8)] int DestageFailures,
-    [property: Id(9)] int SegmentsReleasedByLeader = 0);
+    [property: Id(9)] int SegmentsReleasedByLeader = 0,
+    [property: Id(10)] Guid[]? OpenSegmentIds = null);
 
 /// <summary>Counters of a node's log since the silo started. Records per group commit = records over batches.</summary>
 [GenerateSerializer, Immutable, Alias("Converge.NodeLogStats")]

@@ -154,8 +154,9 @@ public sealed partial class VolumeControllerGrain
             throw new DataPathException($"writes need two live storage nodes; {live.Count} are active");
         }
 
-        var (a, b) = await ChooseMirrorsAsync(candidates);
-        var segment = new SegmentRecord(Guid.NewGuid(), a, b, AttachedEpoch, Sealed: false);
+        var segmentId = Guid.NewGuid();
+        var (a, b) = await ChooseMirrorsAsync(segmentId, candidates);
+        var segment = new SegmentRecord(segmentId, a, b, AttachedEpoch, Sealed: false);
         var recorded = await Volume.PutSegmentAsync(AttachedEpoch, segment);
         if (!recorded.Ok)
         {

@@ -327,4 +327,7 @@ public sealed partial class VolumeControllerGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: segment {SegmentId} on {MirrorA}+{MirrorB} failed ({Reason}); moving to a new pair")]
     private partial void LogRotate(string name, Guid segmentId, string mirrorA, string mirrorB, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: the cluster's mirror choice did not answer ({Reason}); choosing alone")]
+    private partial void LogChoosingAlone(string name, string reason);
 }

@@ -18,7 +18,8 @@ public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService dest
     public Task<StorageNodeStatus> GetStatusAsync()
     {
         var log = nodeLog.Log;
-        int open = 0, sealedUndestaged = 0, destaged = 0;
+        int sealedUndestaged = 0, destaged = 0;
+        var open = new List<Guid>();
         foreach (var id in log.GetSegmentIds())
         {
             var info = log.GetSegment(id);
@@ -37,12 +38,12 @@ public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService dest
             }
             else
             {
-                open++;
+                open.Add(id);
             }
         }
 
-        return Task.FromResult(new StorageNodeStatus(node.Name, log.GetChunkNumbers().Count, log.NvramUsedBytes, open, sealedUndestaged,
-            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures, destage.SegmentsReleasedByLeader));
+        return Task.FromResult(new StorageNodeStatus(node.Name, log.GetChunkNumbers().Count, log.NvramUsedBytes, open.Count, sealedUndestaged,
+            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures, destage.SegmentsReleasedByLeader, [.. open]));
     }
 
     public Task<NodeLogStats> GetLogStatsAsync()

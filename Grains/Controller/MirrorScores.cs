@@ -1,0 +1,61 @@
+using Converge.Storage;
+
+namespace Converge.Grains.Controller;
+
+/// <summary>
+/// How loaded a storage node is as a mirror for a new segment: its open segments (write load) and undestaged NVRAM
+/// (free space), plus a little randomness so equal nodes are picked in turn. Used by <see cref="MirrorChoiceGrain"/>
+/// and, when that cannot be reached, by a controller choosing alone.
+/// </summary>
+internal static class MirrorScores
+{
+    /// <summary>How long a status may take before the choice is made without it.</summary>
+    public static readonly TimeSpan StatusPatience = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>An open segment weighs as much as this much undestaged NVRAM.</summary>
+    public const long OpenSegmentWeightBytes = 64L << 20;
+
+    /// <summary>Random spread added to each score; below one open segment's weight, so it only breaks near-ties.</summary>
+    public const long JitterBytes = 16L << 20;
+
+    /// <summary>Every candidate's status, null for one that did not answer within <see cref="StatusPatience"/>.</summary>
+    public static async Task<StorageNodeStatus?[]> StatusesAsync(IGrainFactory grains, IReadOnlyList<string> candidates) =>
+        await Task.WhenAll(candidates.Select(async node =>
+        {
+            try
+            {
+                return await grains.GetGrain<IStorageNodeGrain>(IStorageNodeGrain.Key(node)).GetStatusAsync().WaitAsync(StatusPatience);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+            {
+                return (StorageNodeStatus?)null;
+            }
+        }));
+
+    /// <summary>
+    /// The two lowest scores, least loaded first; nodes that did not answer come last, in random order.
+    /// <paramref name="openSegments"/> gives a node's open segment count (by default its status's own).
+    /// </summary>
+    public static (string First, string Second) Choose(
+        IReadOnlyList<string> candidates, IReadOnlyList<StorageNodeStatus?> statuses, Func<int, StorageNodeStatus, int>? openSegments = null)
+    {
+        var scored = new List<(string Node, long Score)>(candidates.Count);
+        var silent = new List<string>();
+        for (var i = 0; i < candidates.Count; i++)
+        {
+            if (statuses[i] is { } status)
+            {
+                var open = openSegments?.Invoke(i, status) ?? status.OpenSegments;
+                scored.Add((candidates[i], (open * OpenSegmentWeightBytes) + status.NvramUsedBytes + Random.Shared.NextInt64(JitterBytes)));
+            }
+            else
+            {
+                silent.Add(candidates[i]);
+            }
+        }
+
+        scored.Sort((x, y) => x.Score.CompareTo(y.Score));
+        var chosen = scored.Select(s => s.Node).Concat(silent.OrderBy(_ => Random.Shared.Next())).Take(2).ToArray();
+        return (chosen[0], chosen[1]);
+    }
+}
