@@ -80,8 +80,9 @@ public sealed partial class BenchRunner
 
             var pids = layout.Nodes.ToDictionary(n => n.Name, n => n.Pid);
             var fio = new FioRunner(directory);
-            // Queue depth 1: under a log bandwidth cap, deeper 1 MiB queues would outwait the append timeout (see BENCHMARKS.md).
-            var prefill = new FioJob("prefill", "write", 1 << 20, 1);
+            // Queue depth 8 of 1 MiB writes on every volume: under a log bandwidth cap that is far more than the logs take
+            // in the 2 s append timeout, and the volumes' append windows hold it back at the compute silos.
+            var prefill = new FioJob("prefill", "write", 1 << 20, 8);
             await Task.WhenAll(computes.Select(c => fio.RunManyAsync(prefill, c.NbdPort, volumes[c.Name], perVolume, runtimeSeconds: null, cancellationToken)));
             await Task.WhenAll(computes.Select(c => fio.RunManyAsync(ScalingJobs[0], c.NbdPort, volumes[c.Name], perVolume, _plan.WarmupSeconds, cancellationToken)));
             foreach (var job in ScalingJobs)

@@ -97,11 +97,8 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
     {
         var port = ChildProcess.FreePort();
         var size = _plan.VolumeSizeBytes.ToString(CultureInfo.InvariantCulture);
-        // No --exit-with-parent: that is a parent-death signal, delivered when the *thread* that started nbdkit ends, and
-        // .NET starts processes from pool threads that retire when idle; twice nbdkit was killed in the middle of a long
-        // run, and started from a shell that outlived every job it was not. Disposing kills it by pid, as it does every
-        // other tool the bench starts.
-        await using var server = ChildProcess.Start("nbdkit", ["-f", "-i", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "memory", "size=" + size]);
+        // --exit-with-parent: if the bench itself dies, so does nbdkit. Its parent is a thread kept for it (see ChildProcess).
+        await using var server = ChildProcess.Start("nbdkit", ["-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "memory", "size=" + size]);
         await server.WaitForPortAsync(port, TimeSpan.FromSeconds(10), cancellationToken);
         return await RunSystemAsync(
             BenchSystems.NbdkitMemory, "nbdkit memory plugin: the NBD protocol ceiling on this machine",
