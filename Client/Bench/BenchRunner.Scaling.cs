@@ -80,9 +80,11 @@ public sealed partial class BenchRunner
 
             var pids = layout.Nodes.ToDictionary(n => n.Name, n => n.Pid);
             var fio = new FioRunner(directory);
-            // Queue depth 8 of 1 MiB writes on every volume: under a log bandwidth cap that is far more than the logs take
-            // in the 2 s append timeout, and the volumes' append windows hold it back at the compute silos.
-            var prefill = new FioJob("prefill", "write", 1 << 20, 8);
+            // Queue depth 4 of 1 MiB writes on every volume: under a log bandwidth cap more than the logs take in the 2 s
+            // append timeout (the volumes' append windows hold it back at the compute silos), but, with eight volumes on
+            // two silos capped at 8 MB/s, a queue that drains in about 4 s: at queue depth 8 it took over 8 s, and writes
+            // waiting longer than the NBD server's 10 s call timeout fail with EIO.
+            var prefill = new FioJob("prefill", "write", 1 << 20, 4);
             await Task.WhenAll(computes.Select(c => fio.RunManyAsync(prefill, c.NbdPort, volumes[c.Name], perVolume, runtimeSeconds: null, cancellationToken)));
             await Task.WhenAll(computes.Select(c => fio.RunManyAsync(ScalingJobs[0], c.NbdPort, volumes[c.Name], perVolume, _plan.WarmupSeconds, cancellationToken)));
             foreach (var job in ScalingJobs)
