@@ -54,7 +54,7 @@ public sealed class MirrorChoiceGrain : Grain, IMirrorChoiceGrain
     private int OpenSegments(string node, StorageNodeStatus status)
     {
         var reported = status.OpenSegmentIds ?? [];
-        var count = reported.Length > 0 ? reported.Length : status.OpenSegments;
+        var count = status.OpenSegments;
         foreach (var (segment, a, b, _) in _recent)
         {
             if ((a == node || b == node) && Array.IndexOf(reported, segment) < 0)

@@ -25,8 +25,8 @@ public sealed partial class VolumeControllerGrain
     /// <summary>
     /// Where a volume starts (and restarts after a move): low, because every volume of a burst starts here before any
     /// answer has been timed. At 2 MiB, eight volumes starting 1 MiB writes at once on two storage silos capped at 8 MB/s
-    /// queued 16 MiB there, two seconds' worth, and failed; from 512 KiB a fast log grows it to the maximum within a few
-    /// MiB of writes.
+    /// queued 16 MiB there, two seconds' worth, and failed; from 512 KiB a fast log grows it to the maximum within about
+    /// 30 MiB of large writes (each answered record adds a quarter of its size).
     /// </summary>
     internal const int InitialAppendWindowBytes = 512 * 1024;
 
