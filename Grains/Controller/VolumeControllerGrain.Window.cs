@@ -19,7 +19,7 @@ public sealed partial class VolumeControllerGrain
 
     internal const int MinAppendWindowBytes = 256 * 1024;
 
-    /// <summary>Eight 1 MiB writes: sequential writes at queue depth 8 never wait on an uncapped log.</summary>
+    /// <summary>Eight 1 MiB writes: once grown to it, sequential writes at queue depth 8 do not wait on an uncapped log.</summary>
     internal const int MaxAppendWindowBytes = 8 * 1024 * 1024;
 
     /// <summary>
