@@ -142,8 +142,9 @@ public sealed partial class SiloLog
                 return MarkDestagedStatus.UnknownSegment;
             }
 
-            if (!segment.Sealed)
+            if (!segment.SealCommitted)
             {
+                // Sealed but not yet committed: records admitted before the seal may not be indexed yet.
                 return MarkDestagedStatus.NotSealed;
             }
 
@@ -152,7 +153,7 @@ public sealed partial class SiloLog
                 return MarkDestagedStatus.Ok;
             }
 
-            // Records still in flight keep the segment's budget until they commit; a sealed segment has none after its seal commits.
+            // With the seal committed, no record of the segment is still in flight.
             segment.Destaged = true;
             foreach (var entry in segment.Records)
             {

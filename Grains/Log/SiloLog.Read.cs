@@ -72,13 +72,17 @@ public sealed partial class SiloLog
         }
     }
 
-    /// <summary>A snapshot of a segment and its committed records in log order, or null when unknown.</summary>
+    /// <summary>
+    /// A snapshot of a segment and its committed records in log order, or null when unknown. It counts as sealed once a
+    /// seal is committed, not when one is admitted: records admitted just before the seal may still be in the writer's
+    /// batch, and a destage that read the segment then would miss them and mark them destaged unapplied.
+    /// </summary>
     public SegmentInfo? GetSegment(Guid segmentId)
     {
         lock (_lock)
         {
             return _segments.TryGetValue(segmentId, out var s)
-                ? new SegmentInfo(s.SegmentId, s.VolumeId, s.Epoch, s.Sealed, s.Destaged, s.Records.ToArray())
+                ? new SegmentInfo(s.SegmentId, s.VolumeId, s.Epoch, s.SealCommitted, s.Destaged, s.Records.ToArray())
                 : null;
         }
     }

@@ -215,13 +215,16 @@ public sealed partial class SiloLog
         var segment = _segments[header.SegmentId];
         if (segment.Destaged)
         {
-            // A seal admitted before the segment was marked destaged commits into a segment that no longer holds bytes.
+            // Only a second seal (an orphan sweep's, a writer's retry) can commit after the destage, which waited for the
+            // first seal's commit and so for every record admitted before it; it joins a segment that holds no bytes.
+            Debug.Assert(header.Kind == LogRecordKind.Seal, "a record committed into a segment already destaged");
             chunk.LiveBytes += frameLength;
             ReleaseDead(address, frameLength);
             return;
         }
 
         segment.Records.Add(new LogIndexEntry(address, header.Lsn, header.Kind, header.OffsetBytes, header.LengthBytes, recordLength));
+        segment.SealCommitted |= header.Kind == LogRecordKind.Seal;
         chunk.LiveBytes += frameLength;
     }
 

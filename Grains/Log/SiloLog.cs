@@ -236,7 +236,14 @@ public sealed partial class SiloLog : IDisposable
 
         public ulong Epoch { get; } = epoch;
 
+        /// <summary>A seal was admitted: the segment takes no more records (some admitted before it may still be committing).</summary>
         public bool Sealed { get; set; }
+
+        /// <summary>
+        /// A seal is committed, so every record admitted before it is committed and indexed too (one writer commits in
+        /// admission order). Only from then is the segment complete: destage reads it, and only then may it be marked destaged.
+        /// </summary>
+        public bool SealCommitted { get; set; }
 
         public bool Destaged { get; set; }
 

@@ -77,6 +77,9 @@ public sealed class TestCluster : IAsyncDisposable
     public Task<ConvergeClient> ConnectThroughAsync(params string[] nodes) =>
         ConvergeClient.ConnectAsync(Layout.Gateways(n => nodes.Contains(n.Name)), Layout.ClusterId, TimeSpan.FromSeconds(30), CancellationToken.None);
 
+    /// <summary>Set (to anything) to keep every test cluster's directory, with its silo logs, after the test.</summary>
+    public const string KeepVariable = "CONVERGE_KEEP_TEST_CLUSTERS";
+
     public async ValueTask DisposeAsync()
     {
         try
@@ -103,7 +106,10 @@ public sealed class TestCluster : IAsyncDisposable
 
             try
             {
-                System.IO.Directory.Delete(Directory, recursive: true);
+                if (Environment.GetEnvironmentVariable(KeepVariable) is not { Length: > 0 })
+                {
+                    System.IO.Directory.Delete(Directory, recursive: true);
+                }
             }
             catch (IOException)
             {

@@ -187,6 +187,30 @@ public sealed class SiloLogAppendTests : IDisposable
     }
 
     [Fact]
+    public async Task SealAdmittedWhileARecordCommits_CountsOnlyOnceCommitted_SoADestageCannotMissTheRecord()
+    {
+        using var log = _fixture.Open();
+        using var hold = _fixture.FileSystem.Hold("*.log");
+        var append = LogFixture.AppendWrite(log, 1, 7);
+        await LogFixture.Within(hold.Reached, "the record's fdatasync to block on the hold");
+        var seal = log.SealAsync(LogFixture.Segment, LogFixture.Volume, 1).AsTask();
+
+        // The seal is admitted (later appends are refused), but the record before it is not committed yet: a destage
+        // that read the segment now would find it empty and release the record unapplied.
+        Assert.Equal(AppendStatus.Sealed, (await LogFixture.AppendWrite(log, 2, 2)).Status);
+        Assert.False(log.GetSegment(LogFixture.Segment)!.IsSealed, "a segment must not count as sealed before its seal commits");
+        Assert.Equal(MarkDestagedStatus.NotSealed, log.MarkDestaged(LogFixture.Segment));
+
+        hold.Release();
+        Assert.Equal(AppendStatus.Ok, (await LogFixture.Within(append, "the record to commit")).Status);
+        Assert.Equal(AppendStatus.Ok, (await LogFixture.Within(seal, "the seal to commit")).Status);
+        var info = log.GetSegment(LogFixture.Segment)!;
+        Assert.True(info.IsSealed);
+        Assert.Contains(info.Records, r => r.Kind == LogRecordKind.Write && r.Lsn == new Lsn(1, 1));
+        Assert.Equal(MarkDestagedStatus.Ok, log.MarkDestaged(LogFixture.Segment));
+    }
+
+    [Fact]
     public async Task Seal_RefusesLaterAppendsToTheSegment_AndBadRecordsAreInvalid()
     {
         using var log = _fixture.Open();

@@ -52,6 +52,9 @@ internal sealed class ReadExpectation
 
     public bool Racing => _racing.Length > 0;
 
+    /// <summary>The volume offset of the first wrong byte found by the last <see cref="Check"/>, if any.</summary>
+    public long? FirstWrongOffset { get; private set; }
+
     /// <summary>Null when <paramref name="actual"/> is allowed; else the first wrong byte with what was allowed there.</summary>
     public string? Check(ReadOnlySpan<byte> actual)
     {
@@ -84,6 +87,7 @@ internal sealed class ReadExpectation
         }
 
         var at = _offsetBytes + first;
+        FirstWrongOffset = at;
         var racing = _racing.Length == 0 ? "no write in flight" : $"{_racing.Length} writes in flight";
         return $"{wrong} wrong bytes; first at volume offset {at} (block {at / ReadPathSupport.BlockBytes}, byte {at % ReadPathSupport.BlockBytes}): " +
             $"got 0x{actual[first]:x2}, expected 0x{_snapshot[first]:x2} ({racing})";

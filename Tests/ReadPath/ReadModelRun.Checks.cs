@@ -35,7 +35,8 @@ internal sealed partial class ReadModelRun
             var problem = reply.Status != IoStatus.Ok ? $"answered {reply.Status}" : expect.Check(reply.Data);
             if (problem is not null)
             {
-                throw Failure($"{op}: probe read of block {_lastWrittenBlock} on {_holder}: {problem}");
+                throw Failure($"{op}: probe read of block {_lastWrittenBlock} on {_holder}: {problem}" +
+                    (reply.Status == IoStatus.Ok ? Explain(expect, offset, reply.Data) : ""));
             }
 
             var after = await ReadPathSupport.StatsAsync(cluster, _holder);
@@ -69,7 +70,7 @@ internal sealed partial class ReadModelRun
 
             if (expect.Check(reply.Data) is { } problem)
             {
-                throw Failure($"final read of [{offset}, +{length}) on {_holder}: {problem}");
+                throw Failure($"final read of [{offset}, +{length}) on {_holder}: {problem}{Explain(expect, offset, reply.Data)}");
             }
         }
     }

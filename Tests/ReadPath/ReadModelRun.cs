@@ -21,6 +21,7 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
     private static readonly TimeSpan DestageTimeout = TimeSpan.FromSeconds(45);
 
     private readonly ReadModel _model = new(volumeBytes);
+    private readonly ReadModelHistory _history = new();
     private readonly List<InFlight> _inFlight = [];
     private readonly Queue<string> _recent = new();
     private readonly Dictionary<ReadModelOpKind, int> _counts = [];
@@ -138,11 +139,12 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
         if (completed.Write is { } write)
         {
             _model.Apply(write.OffsetBytes, write.LengthBytes, write.Data);
+            _history.Applied(completed.Op);
             _lastWrittenBlock = completed.FirstBlock;
         }
         else if (completed.Expectation is { } expectation && expectation.Check(reply.Data) is { } problem)
         {
-            throw Failure($"{completed.Op} on {_holder}: {problem}");
+            throw Failure($"{completed.Op} on {_holder}: {problem}{Explain(expectation, completed.Op.OffsetBytes, reply.Data)}");
         }
     }
 
@@ -173,6 +175,10 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
 
         _recent.Enqueue(op.ToString());
     }
+
+    /// <summary>Which earlier version, if any, the wrong bytes of a read belong to.</summary>
+    private string Explain(ReadExpectation expectation, long readOffset, ReadOnlySpan<byte> returned) =>
+        expectation.FirstWrongOffset is { } at ? $"\n{_history.Describe(at, readOffset, returned)}" : "";
 
     private ReadModelFailure Failure(string what, Exception? inner = null) =>
         new($"seed {seed} (replay with CONVERGE_READ_MODEL_SEED={seed}): {what}\nrecent ops, oldest first: {string.Join("; ", _recent)}", inner);
