@@ -6,7 +6,7 @@ namespace Converge.Grains.Controller;
 
 /// <summary>
 /// Keeping the log moving: the open segment is sealed once it holds <see cref="SealAfterPayloadBytes"/> or has been
-/// idle for <see cref="IdleSealAfter"/> with data in it, so the storage nodes can destage it; sealed segments destaged on
+/// idle (no append sent or answered) for <see cref="IdleSealAfter"/> with data in it, so the storage nodes can destage it; sealed segments destaged on
 /// both mirrors leave the catalogue and the dirty map (their blocks are read from the extents from then on).
 /// </summary>
 public sealed partial class VolumeControllerGrain

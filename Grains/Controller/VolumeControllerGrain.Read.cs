@@ -123,9 +123,13 @@ public sealed partial class VolumeControllerGrain
                 continue;
             }
 
-            // A run of following blocks written by the same record is fetched in one call.
+            // A run of following blocks written by the same record is fetched in one call, as long as each entry is as
+            // settled as the first: a record's blocks are confirmed one read at a time, and a block still unconfirmed may
+            // have been overwritten by a newer write already destaged (only the extents know). Read from the log with a
+            // confirmed neighbour, it came back one version old.
             var runEnd = block + 1;
-            while (runEnd < end && missing[runEnd - firstBlock] && _dirty.TryGetValue(runEnd, out var next) && next.Lsn == dirty.Lsn)
+            while (runEnd < end && missing[runEnd - firstBlock] && _dirty.TryGetValue(runEnd, out var next)
+                && next.Lsn == dirty.Lsn && next.Recovered == dirty.Recovered)
             {
                 runEnd++;
             }

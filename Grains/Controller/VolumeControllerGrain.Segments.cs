@@ -208,6 +208,9 @@ public sealed partial class VolumeControllerGrain
 
             var segment = _segment!;
             var started = Stopwatch.GetTimestamp();
+
+            // An append on its way is activity too: an idle seal now would only refuse it and send it to the next segment.
+            _lastAppendTicks = started;
             var record = LogRecord.EncodePooled(header with { SegmentId = segment.SegmentId }, payload.Span);
             var (statusA, statusB) = await AppendToBothMirrorsAsync(segment, record.Memory);
             if (statusA != MirrorStatus.Faulted && statusB != MirrorStatus.Faulted)

@@ -36,7 +36,7 @@ internal sealed partial class ReadModelRun
             if (problem is not null)
             {
                 throw Failure($"{op}: probe read of block {_lastWrittenBlock} on {_holder}: {problem}" +
-                    (reply.Status == IoStatus.Ok ? Explain(expect, offset, reply.Data) : ""));
+                    (reply.Status == IoStatus.Ok ? await ExplainAsync(expect, offset, reply.Data) : ""));
             }
 
             var after = await ReadPathSupport.StatsAsync(cluster, _holder);
@@ -70,7 +70,7 @@ internal sealed partial class ReadModelRun
 
             if (expect.Check(reply.Data) is { } problem)
             {
-                throw Failure($"final read of [{offset}, +{length}) on {_holder}: {problem}{Explain(expect, offset, reply.Data)}");
+                throw Failure($"final read of [{offset}, +{length}) on {_holder}: {problem}{await ExplainAsync(expect, offset, reply.Data)}");
             }
         }
     }

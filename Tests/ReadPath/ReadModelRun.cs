@@ -144,7 +144,7 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
         }
         else if (completed.Expectation is { } expectation && expectation.Check(reply.Data) is { } problem)
         {
-            throw Failure($"{completed.Op} on {_holder}: {problem}{Explain(expectation, completed.Op.OffsetBytes, reply.Data)}");
+            throw Failure($"{completed.Op} on {_holder}: {problem}{await ExplainAsync(expectation, completed.Op.OffsetBytes, reply.Data)}");
         }
     }
 
@@ -176,9 +176,60 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
         _recent.Enqueue(op.ToString());
     }
 
-    /// <summary>Which earlier version, if any, the wrong bytes of a read belong to.</summary>
-    private string Explain(ReadExpectation expectation, long readOffset, ReadOnlySpan<byte> returned) =>
-        expectation.FirstWrongOffset is { } at ? $"\n{_history.Describe(at, readOffset, returned)}" : "";
+    /// <summary>
+    /// Which earlier version, if any, the wrong bytes of a read belong to; then the first wrong block read again three
+    /// times (as it is, after evicting it on the holder, after evicting it on both nodes), each with the tier that
+    /// answered and whether it was right: a wrong copy in a cache, in the log or in the extents tell themselves apart.
+    /// </summary>
+    private async Task<string> ExplainAsync(ReadExpectation expectation, long readOffset, byte[]? returned)
+    {
+        if (expectation.FirstWrongOffset is not { } at || returned is null)
+        {
+            return "";
+        }
+
+        var text = new System.Text.StringBuilder("\n").Append(_history.Describe(at, readOffset, returned));
+        var block = at / BlockBytes;
+        foreach (var step in new[] { "again", "evicted on the holder", "evicted on both nodes" })
+        {
+            try
+            {
+                if (step != "again")
+                {
+                    await CacheOf(_holder).EvictAsync(volume, block * BlockBytes, BlockBytes);
+                }
+
+                if (step == "evicted on both nodes")
+                {
+                    await CacheOf(Other).EvictAsync(volume, block * BlockBytes, BlockBytes);
+                }
+
+                var before = await ReadPathSupport.StatsAsync(cluster, _holder);
+                var check = new ReadExpectation(_model, block * BlockBytes, BlockBytes, PendingWrites());
+                var reply = await _handle!.ReadAsync(block * BlockBytes, BlockBytes);
+                var after = await ReadPathSupport.StatsAsync(cluster, _holder);
+                var verdict = reply.Status != IoStatus.Ok ? reply.Status.ToString() : check.Check(reply.Data) is null ? "right" : "WRONG";
+                text.Append($"\nblock {block} read {step}: {verdict}, from {TierDelta(before, after)}");
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                text.Append($"\nblock {block} read {step}: {e.GetType().Name}: {e.Message}");
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private static string TierDelta(CacheNodeStats before, CacheNodeStats after)
+    {
+        var tiers = new (string Name, long Blocks)[]
+        {
+            ("RAM", after.RamHits - before.RamHits), ("flash", after.FlashHits - before.FlashHits), ("peer", after.PeerHits - before.PeerHits),
+            ("log", after.LogReads - before.LogReads), ("extents", after.ExtentReads - before.ExtentReads), ("zeros", after.ZeroReads - before.ZeroReads),
+        };
+        var served = tiers.Where(t => t.Blocks > 0).Select(t => t.Name).ToArray();
+        return served.Length == 0 ? "no tier counted" : string.Join("+", served);
+    }
 
     private ReadModelFailure Failure(string what, Exception? inner = null) =>
         new($"seed {seed} (replay with CONVERGE_READ_MODEL_SEED={seed}): {what}\nrecent ops, oldest first: {string.Join("; ", _recent)}", inner);
