@@ -6,8 +6,9 @@ namespace Converge.Grains.Controller;
 
 /// <summary>
 /// Keeping the log moving: the open segment is sealed once it holds <see cref="SealAfterPayloadBytes"/> or has been
-/// idle (no append sent or answered) for <see cref="IdleSealAfter"/> with data in it, so the storage nodes can destage it; sealed segments destaged on
-/// both mirrors leave the catalogue and the dirty map (their blocks are read from the extents from then on).
+/// idle (no append sent or answered) for <see cref="IdleSealAfter"/> with data in it, so the storage nodes can destage
+/// it; sealed segments destaged on both mirrors leave the catalogue and the dirty map (their blocks are read from the
+/// extents from then on).
 /// </summary>
 public sealed partial class VolumeControllerGrain
 {
