@@ -16,6 +16,9 @@ public sealed partial class SiloLog
     [LoggerMessage(Level = LogLevel.Error, Message = "Log recovery found corruption at {Address} ({Bytes} bytes, segment {SegmentId}); repair from the mirror")]
     private static partial void LogCorrupt(ILogger logger, LogAddress address, int bytes, Guid? segmentId);
 
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Record {Lsn} committed into segment {SegmentId} after it was marked destaged: it was never applied to the extents")]
+    private static partial void LogCommittedAfterDestage(ILogger logger, Converge.Log.Lsn lsn, Guid segmentId);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not prepare a spare log chunk ahead of the writer: {Reason}")]
     private static partial void LogSparePreparationFailed(ILogger logger, string reason);
 }

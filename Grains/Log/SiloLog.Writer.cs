@@ -217,7 +217,12 @@ public sealed partial class SiloLog
         {
             // Only a second seal (an orphan sweep's, a writer's retry) can commit after the destage, which waited for the
             // first seal's commit and so for every record admitted before it; it joins a segment that holds no bytes.
-            Debug.Assert(header.Kind == LogRecordKind.Seal, "a record committed into a segment already destaged");
+            if (header.Kind != LogRecordKind.Seal)
+            {
+                // Acknowledged to its writer, yet never destaged: the very loss the seal-commit rule prevents.
+                LogCommittedAfterDestage(_logger, header.Lsn, header.SegmentId);
+            }
+
             chunk.LiveBytes += frameLength;
             ReleaseDead(address, frameLength);
             return;
