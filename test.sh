@@ -41,7 +41,11 @@ export TMPDIR="$run_tmp"
 cleanup() {
   # Belt and braces: tests kill what they start by pid; anything left from this run's test clusters goes too.
   pkill -9 -f -- "--data $run_tmp/" 2>/dev/null || true
-  rm -rf "$run_tmp"
+  if [ -n "${CONVERGE_KEEP_TEST_CLUSTERS:-}" ]; then
+    log "kept test clusters in $run_tmp"
+  else
+    rm -rf "$run_tmp"
+  fi
 }
 trap cleanup EXIT
 
