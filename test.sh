@@ -41,13 +41,10 @@ export TMPDIR="$run_tmp"
 cleanup() {
   # Belt and braces: tests kill what they start by pid; anything left from this run's test clusters goes too.
   pkill -9 -f -- "--data $run_tmp/" 2>/dev/null || true
-  if [ -n "${CONVERGE_KEEP_TEST_CLUSTERS:-}" ]; then
-    log "kept test clusters in $run_tmp"
-  else
-    rm -rf "$run_tmp"
-  fi
+  [ -n "${CONVERGE_KEEP_TEST_CLUSTERS:-}" ] || rm -rf "$run_tmp"
 }
 trap cleanup EXIT
+[ -n "${CONVERGE_KEEP_TEST_CLUSTERS:-}" ] && log "test clusters are kept in $run_tmp"
 
 results="$root/TestResults"
 rm -rf "$results"
