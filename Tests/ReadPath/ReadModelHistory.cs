@@ -54,7 +54,7 @@ internal sealed class ReadModelHistory
             }
             else
             {
-                var data = DataOf(op);
+                var data = op.WrittenBytes();
                 var theirs = data.AsSpan((int)(from - op.OffsetBytes), (int)(to - from));
                 var got = returned.Slice((int)(from - readOffset), (int)(to - from));
                 verdict = theirs.SequenceEqual(got) ? $"MATCHES the returned [{from}, {to})" : $"differs on [{from}, {to})";
@@ -64,16 +64,5 @@ internal sealed class ReadModelHistory
         }
 
         return text.ToString();
-    }
-
-    private static byte[] DataOf(ReadModelOp op)
-    {
-        var data = new byte[op.LengthBytes];
-        if (op.Kind != ReadModelOpKind.Zero)
-        {
-            new Random(op.DataSeed).NextBytes(data);
-        }
-
-        return data;
     }
 }

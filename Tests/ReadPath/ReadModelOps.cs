@@ -17,6 +17,18 @@ internal readonly record struct ReadModelOp(int Index, ReadModelOpKind Kind, lon
 {
     public bool IsWrite => Kind is ReadModelOpKind.Write or ReadModelOpKind.WriteUnaligned or ReadModelOpKind.Zero;
 
+    /// <summary>The bytes a write or zero range puts on the volume, the same every time for the same op.</summary>
+    public byte[] WrittenBytes()
+    {
+        var data = new byte[LengthBytes];
+        if (Kind != ReadModelOpKind.Zero)
+        {
+            new Random(DataSeed).NextBytes(data);
+        }
+
+        return data;
+    }
+
     public override string ToString() => Kind switch
     {
         ReadModelOpKind.Move or ReadModelOpKind.WaitForDestage => $"#{Index} {Kind}",

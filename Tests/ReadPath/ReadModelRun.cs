@@ -89,8 +89,7 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
         switch (op.Kind)
         {
             case ReadModelOpKind.Write or ReadModelOpKind.WriteUnaligned:
-                var data = new byte[op.LengthBytes];
-                new Random(op.DataSeed).NextBytes(data);
+                var data = op.WrittenBytes();
                 var write = new PendingWrite(op.OffsetBytes, op.LengthBytes, data);
                 _inFlight.Add(new InFlight(op, first, last, write, null, WriteAsync(handle.WriteAsync(op.OffsetBytes, data))));
                 break;
@@ -190,18 +189,13 @@ internal sealed partial class ReadModelRun(IClusterClient cluster, ITestOutputHe
 
         var text = new System.Text.StringBuilder("\n").Append(_history.Describe(at, readOffset, returned));
         var block = at / BlockBytes;
-        foreach (var step in new[] { "again", "evicted on the holder", "evicted on both nodes" })
+        foreach (var (step, evictOn) in new[] { ("again", Array.Empty<string>()), ("evicted on the holder", [_holder]), ("evicted on both nodes", [_holder, Other]) })
         {
             try
             {
-                if (step != "again")
+                foreach (var node in evictOn)
                 {
-                    await CacheOf(_holder).EvictAsync(volume, block * BlockBytes, BlockBytes);
-                }
-
-                if (step == "evicted on both nodes")
-                {
-                    await CacheOf(Other).EvictAsync(volume, block * BlockBytes, BlockBytes);
+                    await CacheOf(node).EvictAsync(volume, block * BlockBytes, BlockBytes);
                 }
 
                 var before = await ReadPathSupport.StatsAsync(cluster, _holder);
