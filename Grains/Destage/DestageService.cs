@@ -26,10 +26,10 @@ public sealed partial class DestageService(
     public const int MaxConcurrentSegments = 2;
 
     /// <summary>Payload gathered before one round of applies (per segment in flight).</summary>
-    public const int MaxBatchPayloadBytes = 8 * 1024 * 1024;
+    public const int MaxBatchPayloadBytes = 16 * 1024 * 1024;
 
     /// <summary>Extent writes gathered before one round of applies (well under the store's per-apply limit).</summary>
-    public const int MaxBatchWrites = 1024;
+    public const int MaxBatchWrites = 4096;
 
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(500);

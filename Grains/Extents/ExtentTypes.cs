@@ -53,7 +53,7 @@ public sealed class ExtentStoreOptions
     public int MaxCachedExtents { get; init; } = 128;
 
     /// <summary>Largest number of records one apply accepts.</summary>
-    public int MaxRecordsPerApply { get; init; } = 4096;
+    public int MaxRecordsPerApply { get; init; } = 16384;
 
     /// <summary>An fdatasync slower than this is logged as a warning with its duration.</summary>
     public double SlowFsyncWarningMs { get; init; } = 200;
