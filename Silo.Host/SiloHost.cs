@@ -1,6 +1,8 @@
 using System.Net;
+using System.Net.Sockets;
 using Converge.Cluster;
 using Converge.Grains.Cluster;
+using Converge.Grains.DataChannel;
 using Converge.Grains.Placement;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -59,6 +61,28 @@ public static class SiloHost
         builder.Services.AddConvergeMetrics(settings);
 
         await MetadataSetup.PrepareAsync(settings, CancellationToken.None);
+
+        // The data channel's listener is bound first, so that its port (any free one by default) can be published.
+        DataChannelListener? dataListener = null;
+        if (role == NodeRoles.Storage)
+        {
+            try
+            {
+                dataListener = DataChannelListener.Bind(settings.Address, settings.DataPort);
+            }
+            catch (SocketException e)
+            {
+                await Console.Error.WriteLineAsync($"converge {role} silo: cannot listen on {settings.Address}:{settings.DataPort} for the data channel: {e.Message}");
+                return 2;
+            }
+
+            builder.Services.AddDataChannelServer(dataListener);
+        }
+        else
+        {
+            builder.Services.AddDataChannelClient();
+        }
+
         builder.UseOrleans(silo =>
         {
             silo.Configure<ClusterOptions>(o =>
@@ -79,6 +103,11 @@ public static class SiloHost
                 [NodeRoles.RoleKey] = role,
                 [NodeRoles.NodeKey] = settings.Node,
             };
+            if (dataListener is not null)
+            {
+                metadata[NodeRoles.DataEndpointKey] = dataListener.EndPoint.ToString();
+            }
+
             if (!settings.UsesPostgres && settings.PrimarySiloPort == settings.SiloPort && settings.PrimaryAddress.Equals(settings.Address))
             {
                 metadata[NodeRoles.PrimaryKey] = "true";

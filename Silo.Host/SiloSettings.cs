@@ -45,6 +45,12 @@ public sealed class SiloSettings
     /// <summary>NBD listen port on compute silos (0 = none).</summary>
     public int NbdPort { get; init; }
 
+    /// <summary>
+    /// Data-channel port of a storage silo (<c>--data-port</c>, default 0 = any free port): compute nodes send appends
+    /// there, and find it in the silo's metadata, so no fixed port is needed.
+    /// </summary>
+    public int DataPort { get; init; }
+
     /// <summary>Metrics and stats HTTP port (0 = none).</summary>
     public int HttpPort { get; init; }
 
@@ -162,6 +168,7 @@ public sealed class SiloSettings
             MetadataConnection = Get("metadata-connection", mode == "sqlite" ? Path.Combine(dataRoot, "metadata.db") : null),
             NbdPort = GetPort("nbd-port", 0),
             HttpPort = GetPort("http-port", 0),
+            DataPort = GetPort("data-port", 0),
             NvramMode = nvram,
             CacheRamMb = GetWhole("cache-ram-mb", "MiB", 256, 1, 1024 * 1024),
             CacheFlashMb = GetWhole("cache-flash-mb", "MiB", 1024, 0, 16 * 1024 * 1024),

@@ -12,6 +12,9 @@ public static class NodeRoles
     /// <summary>Silo metadata key holding the stable node name (e.g. <c>storage-1</c>).</summary>
     public const string NodeKey = "converge.node";
 
+    /// <summary>Silo metadata key holding a storage node's data-channel endpoint (<c>address:port</c>).</summary>
+    public const string DataEndpointKey = "converge.data";
+
     /// <summary>Silo metadata key set to <c>true</c> on the embedded cluster's primary silo (it hosts membership).</summary>
     public const string PrimaryKey = "converge.primary";
 

@@ -4,10 +4,10 @@ using Converge.DataPath;
 namespace Converge.Grains.Controller;
 
 /// <summary>
-/// Coalesces the volume's small appends into batches, one call per mirror per batch. A record is sent at once when
-/// fewer than <see cref="MaxAppendBatchesInFlight"/> batches are out (so a lone write waits for nothing); otherwise it
-/// waits for a batch to come back and leaves with every record queued behind it. At queue depth 32 that turns 64 grain
-/// calls (32 records, two mirrors) into a handful, and the storage side still group-commits them in one fdatasync.
+/// Coalesces the volume's small appends into batches, one data-channel frame per mirror per batch. A record is sent at
+/// once when fewer than <see cref="MaxAppendBatchesInFlight"/> batches are out (so a lone write waits for nothing);
+/// otherwise it waits for a batch to come back and leaves with every record queued behind it. At queue depth 32 that
+/// turns 64 frames (32 records, two mirrors) into a handful, and the storage side still group-commits them in one fdatasync.
 /// </summary>
 public sealed partial class VolumeControllerGrain
 {
@@ -39,10 +39,9 @@ public sealed partial class VolumeControllerGrain
 
     private async Task<(MirrorStatus A, MirrorStatus B)> AppendAloneAsync(SegmentRecord segment, ReadOnlyMemory<byte> record)
     {
-        var (mirrorA, mirrorB) = MirrorsOf(segment);
-        var a = TryAppendAsync(mirrorA, record);
-        var b = TryAppendAsync(mirrorB, record);
-        return (await a, await b);
+        var a = dataChannel.AppendAsync(segment.MirrorA, record, 1);
+        var b = dataChannel.AppendAsync(segment.MirrorB, record, 1);
+        return (Single(await a), Single(await b));
     }
 
     private void PumpAppendBatches()
@@ -107,7 +106,7 @@ public sealed partial class VolumeControllerGrain
         }
     }
 
-    /// <summary>The batch's records laid end to end in one pooled buffer and sent to both mirrors in one call each.</summary>
+    /// <summary>The batch's records laid end to end in one pooled buffer and sent to both mirrors in one frame each.</summary>
     private async Task<(MirrorStatus[] A, MirrorStatus[] B)> AppendJoinedAsync(List<QueuedAppend> batch)
     {
         var total = 0;
@@ -124,11 +123,11 @@ public sealed partial class VolumeControllerGrain
             position += queued.Record.Length;
         }
 
-        var (mirrorA, mirrorB) = MirrorsOf(batch[0].Segment);
-        var a = TryAppendBatchAsync(mirrorA, joined.AsMemory(0, total), batch.Count);
-        var b = TryAppendBatchAsync(mirrorB, joined.AsMemory(0, total), batch.Count);
-        var statusesA = await a;
-        var statusesB = await b;
+        var segment = batch[0].Segment;
+        var a = dataChannel.AppendAsync(segment.MirrorA, joined.AsMemory(0, total), batch.Count);
+        var b = dataChannel.AppendAsync(segment.MirrorB, joined.AsMemory(0, total), batch.Count);
+        var statusesA = OnePerRecord(await a, batch.Count);
+        var statusesB = OnePerRecord(await b, batch.Count);
         if (Array.IndexOf(statusesA, MirrorStatus.Faulted) < 0 && Array.IndexOf(statusesB, MirrorStatus.Faulted) < 0)
         {
             // Otherwise left to the GC: a call that failed or timed out may still sit in a send queue (as for one record).
@@ -138,21 +137,12 @@ public sealed partial class VolumeControllerGrain
         return (statusesA, statusesB);
     }
 
-    /// <summary>One status per record; a lost node, timeout or refusal to activate faults them all, a short answer marks the rest invalid.</summary>
-    private static async Task<MirrorStatus[]> TryAppendBatchAsync(ILogSegmentGrain mirror, ReadOnlyMemory<byte> records, int count)
-    {
-        MirrorStatus[] answered;
-        try
-        {
-            answered = await mirror.AppendCommittedBatchAsync(records);
-        }
-        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException or OperationCanceledException)
-        {
-            var faulted = new MirrorStatus[count];
-            faulted.AsSpan().Fill(MirrorStatus.Faulted);
-            return faulted;
-        }
+    /// <summary>A mirror's answer to one record: a short or long answer (a defect on its side) marks it invalid.</summary>
+    private static MirrorStatus Single(MirrorStatus[] answered) => answered.Length == 1 ? answered[0] : MirrorStatus.Invalid;
 
+    /// <summary>A mirror's answer to a batch, one status per record: a short answer marks the rest invalid.</summary>
+    private static MirrorStatus[] OnePerRecord(MirrorStatus[] answered, int count)
+    {
         if (answered.Length == count)
         {
             return answered;

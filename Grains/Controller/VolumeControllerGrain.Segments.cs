@@ -292,35 +292,6 @@ public sealed partial class VolumeControllerGrain
         }
     }
 
-    /// <summary>
-    /// The open segment's two mirror references, built once per segment: building them formats and hashes two string
-    /// keys, which every append would otherwise repeat.
-    /// </summary>
-    private (ILogSegmentGrain A, ILogSegmentGrain B) MirrorsOf(SegmentRecord segment)
-    {
-        if (!ReferenceEquals(_mirrorsOf, segment) || _mirrors is not { } mirrors)
-        {
-            mirrors = (Mirror(segment.MirrorA, segment.SegmentId), Mirror(segment.MirrorB, segment.SegmentId));
-            _mirrors = mirrors;
-            _mirrorsOf = segment;
-        }
-
-        return mirrors;
-    }
-
-    /// <summary>The append path of <see cref="TryMirrorAsync"/>, without a closure per call.</summary>
-    private static async Task<MirrorStatus> TryAppendAsync(ILogSegmentGrain mirror, ReadOnlyMemory<byte> record)
-    {
-        try
-        {
-            return await mirror.AppendCommittedAsync(record);
-        }
-        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException or OperationCanceledException)
-        {
-            return MirrorStatus.Faulted;
-        }
-    }
-
     /// <summary>Calls a mirror; a lost node, timeout or refusal to activate counts as <see cref="MirrorStatus.Faulted"/>.</summary>
     private static async Task<MirrorStatus> TryMirrorAsync(Func<Task<MirrorStatus>> call)
     {

@@ -21,6 +21,7 @@ public sealed partial class VolumeControllerGrain(
     LocalNode localNode,
     ClusterView clusterView,
     BlockCache cache,
+    DataChannel.DataChannelClient dataChannel,
     ILogger<VolumeControllerGrain> logger) : Grain, IVolumeControllerGrain
 {
     private const int MaxAppendAttempts = 4;
@@ -47,8 +48,6 @@ public sealed partial class VolumeControllerGrain(
     private long _leaseRenewedTicks;
     private IGrainTimer? _leaseTimer;
     private Task _rotation = Task.CompletedTask;
-    private SegmentRecord? _mirrorsOf;
-    private (ILogSegmentGrain A, ILogSegmentGrain B)? _mirrors;
     private Converge.Storage.PlacementMap? _placement;
     private HashSet<string> _removedNodes = [];
     private long _placementRefreshedTicks;

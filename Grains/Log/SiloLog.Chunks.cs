@@ -162,6 +162,8 @@ public sealed partial class SiloLog
 
             segment.Records.Clear();
             segment.Records.TrimExcess();
+            segment.ByLsn.Clear();
+            segment.ByLsn.TrimExcess();
             foreach (var chunk in _chunks.Values)
             {
                 if (chunk.LiveBytes == 0 && chunk.Number < _lastCommittedChunk && !chunk.Retired && _fault is null)

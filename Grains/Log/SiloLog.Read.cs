@@ -87,6 +87,15 @@ public sealed partial class SiloLog
         }
     }
 
+    /// <summary>The committed record of <paramref name="segmentId"/> with <paramref name="lsn"/>, or null when there is none (any more).</summary>
+    public LogIndexEntry? FindRecord(Guid segmentId, Lsn lsn)
+    {
+        lock (_lock)
+        {
+            return _segments.TryGetValue(segmentId, out var s) && s.ByLsn.TryGetValue(lsn, out var at) ? s.Records[at] : null;
+        }
+    }
+
     /// <summary>Ids of all segments the log knows (committed or admitted records, or recovered).</summary>
     public IReadOnlyList<Guid> GetSegmentIds()
     {

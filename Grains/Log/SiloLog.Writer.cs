@@ -228,6 +228,7 @@ public sealed partial class SiloLog
             return;
         }
 
+        segment.ByLsn[header.Lsn] = segment.Records.Count;
         segment.Records.Add(new LogIndexEntry(address, header.Lsn, header.Kind, header.OffsetBytes, header.LengthBytes, recordLength));
         segment.SealCommitted |= header.Kind == LogRecordKind.Seal;
         chunk.LiveBytes += frameLength;

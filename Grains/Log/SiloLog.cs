@@ -251,6 +251,9 @@ public sealed partial class SiloLog : IDisposable
         public long AdmittedBytes { get; set; }
 
         public List<LogIndexEntry> Records { get; } = [];
+
+        /// <summary>Position in <see cref="Records"/> of each committed record, by LSN (a read names a record by its LSN).</summary>
+        public Dictionary<Lsn, int> ByLsn { get; } = [];
     }
 
     private sealed class FenceState(ulong epoch)

@@ -9,124 +9,31 @@ using Orleans.Concurrency;
 namespace Converge.Grains.Segments;
 
 /// <summary>
-/// One segment of this node's log. Holds no data of its own: appends go to the node's group-committing writer,
-/// reads come back from the log by address. The LSN index is rebuilt from the log on activation, so deactivation
-/// loses nothing.
+/// One segment of this node's log. Holds no data of its own: appends go to the node's group-committing writer
+/// (usually over the data channel, without this grain), reads come back from the log by the log's own LSN index, so
+/// deactivation loses nothing.
 /// </summary>
 [NodePinnedPlacement, Reentrant]
-public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.DestageSignal destage, Rereplication.NodeFence fence, ILogger<LogSegmentGrain> logger)
+public sealed partial class LogSegmentGrain(
+    StorageNodeLog nodeLog, SegmentAppender appender, Destage.DestageSignal destage, Rereplication.NodeFence fence, ILogger<LogSegmentGrain> logger)
     : Grain, ILogSegmentGrain
 {
-    private readonly Dictionary<Lsn, LogIndexEntry> _byLsn = [];
     private Guid _segmentId;
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         var key = this.GetPrimaryKeyString();
         _segmentId = Guid.Parse(key.AsSpan(key.IndexOf('/', StringComparison.Ordinal) + 1));
-        if (nodeLog.Log.GetSegment(_segmentId) is { } segment)
-        {
-            foreach (var entry in segment.Records)
-            {
-                _byLsn[entry.Lsn] = entry;
-            }
-        }
-
         return Task.CompletedTask;
     }
 
     public async Task<MirrorStatus> AppendCommittedAsync(ReadOnlyMemory<byte> encodedRecord)
     {
-        if (RefusesAppends())
-        {
-            return MirrorStatus.Faulted;
-        }
-
-        try
-        {
-            return Committed(encodedRecord, await nodeLog.Log.AppendCommittedAsync(encodedRecord));
-        }
-        catch (StorageFaultException e)
-        {
-            LogFault(_segmentId, e.Message);
-            return MirrorStatus.Faulted;
-        }
+        var statuses = await appender.AppendAsync(encodedRecord);
+        return statuses.Length == 1 ? statuses[0] : MirrorStatus.Invalid;
     }
 
-    public async Task<MirrorStatus[]> AppendCommittedBatchAsync(ReadOnlyMemory<byte> encodedRecords)
-    {
-        var records = LogRecord.SplitJoined(encodedRecords, out var malformedTail);
-        var statuses = new MirrorStatus[records.Count + (malformedTail ? 1 : 0)];
-        if (malformedTail)
-        {
-            statuses[^1] = MirrorStatus.Invalid;
-        }
-
-        if (RefusesAppends())
-        {
-            statuses.AsSpan(0, records.Count).Fill(MirrorStatus.Faulted);
-            return statuses;
-        }
-
-        // Every record is queued before any is awaited, so the whole batch can share the log's next group commit.
-        var appends = new ValueTask<AppendResult>[records.Count];
-        var queued = 0;
-        try
-        {
-            for (; queued < records.Count; queued++)
-            {
-                appends[queued] = nodeLog.Log.AppendCommittedAsync(records[queued]);
-            }
-        }
-        catch (StorageFaultException e)
-        {
-            LogFault(_segmentId, e.Message);
-            statuses.AsSpan(queued, records.Count - queued).Fill(MirrorStatus.Faulted);
-        }
-
-        for (var i = 0; i < queued; i++)
-        {
-            try
-            {
-                statuses[i] = Committed(records[i], await appends[i]);
-            }
-            catch (StorageFaultException e)
-            {
-                LogFault(_segmentId, e.Message);
-                statuses[i] = MirrorStatus.Faulted;
-            }
-        }
-
-        return statuses;
-    }
-
-    /// <summary>A removed node, or a copy that survived a restart of the node (it may miss acknowledged records: the writer must rotate).</summary>
-    private bool RefusesAppends()
-    {
-        if (fence.IsRemoved)
-        {
-            return true;
-        }
-
-        if (nodeLog.WasRecovered(_segmentId))
-        {
-            LogRestarted(_segmentId);
-            return true;
-        }
-
-        return false;
-    }
-
-    /// <summary>Indexes a committed record by its LSN and maps the log's answer.</summary>
-    private MirrorStatus Committed(ReadOnlyMemory<byte> encodedRecord, AppendResult result)
-    {
-        if (result.IsCommitted && LogRecord.TryDecodeHeader(encodedRecord.Span, out var header) == LogRecordDecodeStatus.Ok)
-        {
-            _byLsn[header.Lsn] = new LogIndexEntry(result.Address, header.Lsn, header.Kind, header.OffsetBytes, header.LengthBytes, encodedRecord.Length);
-        }
-
-        return Map(result.Status);
-    }
+    public Task<MirrorStatus[]> AppendCommittedBatchAsync(ReadOnlyMemory<byte> encodedRecords) => appender.AppendAsync(encodedRecords);
 
     public async Task<MirrorStatus> FenceAsync(Guid volumeId, ulong epoch)
     {
@@ -137,7 +44,7 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
         try
         {
-            return Map((await nodeLog.Log.FenceAsync(volumeId, epoch)).Status);
+            return SegmentAppender.Map((await nodeLog.Log.FenceAsync(volumeId, epoch)).Status);
         }
         catch (StorageFaultException e)
         {
@@ -155,7 +62,7 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
         try
         {
-            var status = Map((await nodeLog.Log.SealAsync(_segmentId, volumeId, epoch)).Status);
+            var status = SegmentAppender.Map((await nodeLog.Log.SealAsync(_segmentId, volumeId, epoch)).Status);
             destage.Poke();
             return status == MirrorStatus.Sealed ? MirrorStatus.Ok : status;
         }
@@ -173,7 +80,7 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
             return Task.FromResult(new ReadReply(MirrorStatus.Faulted, null));
         }
 
-        if (!_byLsn.TryGetValue(lsn, out var entry))
+        if (nodeLog.Log.FindRecord(_segmentId, lsn) is not { } entry)
         {
             return Task.FromResult(new ReadReply(MirrorStatus.Gone, null));
         }
@@ -204,7 +111,6 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
         }
         catch (ArgumentException)
         {
-            _byLsn.Remove(lsn);
             return Task.FromResult(new ReadReply(MirrorStatus.Gone, null));
         }
         catch (LogCorruptionException e)
@@ -261,20 +167,6 @@ public sealed partial class LogSegmentGrain(StorageNodeLog nodeLog, Destage.Dest
 
         return Task.FromResult(segment.IsDestaged ? LeaderDestage.Destaged : LeaderDestage.Pending);
     }
-
-    private static MirrorStatus Map(AppendStatus status) => status switch
-    {
-        AppendStatus.Ok => MirrorStatus.Ok,
-        AppendStatus.Fenced => MirrorStatus.Fenced,
-        AppendStatus.Sealed => MirrorStatus.Sealed,
-        AppendStatus.SegmentFull => MirrorStatus.SegmentFull,
-        AppendStatus.NvramFull => MirrorStatus.NvramFull,
-        AppendStatus.QueueFull => MirrorStatus.QueueFull,
-        _ => MirrorStatus.Invalid,
-    };
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Segment {SegmentId}: refusing an append, the segment predates this node's restart")]
-    private partial void LogRestarted(Guid segmentId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Segment {SegmentId}: storage fault, this mirror fails stop: {Reason}")]
     private partial void LogFault(Guid segmentId, string reason);

@@ -63,5 +63,7 @@ public static class StorageNodeRegistration
 {
     /// <summary>Registers the storage node's log; opened eagerly by the silo host so recovery happens before serving.</summary>
     public static IServiceCollection AddStorageNodeLog(this IServiceCollection services, string dataDirectory, string nodeName, bool memoryMode, long bandwidthBytesPerSecond = 0) =>
-        services.AddSingleton(sp => new StorageNodeLog(dataDirectory, nodeName, memoryMode, sp.GetRequiredService<ILoggerFactory>(), bandwidthBytesPerSecond: bandwidthBytesPerSecond));
+        services
+            .AddSingleton(sp => new StorageNodeLog(dataDirectory, nodeName, memoryMode, sp.GetRequiredService<ILoggerFactory>(), bandwidthBytesPerSecond: bandwidthBytesPerSecond))
+            .AddSingleton<SegmentAppender>();
 }

@@ -259,8 +259,10 @@ public sealed class PeerReadTests(ITestOutputHelper output)
         await WriteAsync(v1, SecondRegionBlock, 16, 1);
         c.Local.Kill("compute-1");
 
-        // The dead holder's lease must lapse before another node may attach.
-        await using var v2 = await OpenWhenFreeAsync(cluster, "killed", "compute-2", TimeSpan.FromSeconds(40));
+        // The dead holder's lease must lapse before another node may attach. A volume grain that lived on the killed node
+        // starts its lease clock again where it is reactivated, once membership has declared the node dead: on a loaded
+        // machine that took over 30 s before the 10 s lease began.
+        await using var v2 = await OpenWhenFreeAsync(cluster, "killed", "compute-2", TimeSpan.FromSeconds(90));
         var before = await StatsAsync(cluster, "compute-2");
         await ReadExpectAsync(v2, 0, 8, 2);
         await ReadExpectAsync(v2, 8, 24, 1);

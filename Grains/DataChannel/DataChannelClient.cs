@@ -1,0 +1,403 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Converge.Cluster;
+using Converge.DataPath;
+using Microsoft.Extensions.Logging;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+
+namespace Converge.Grains.DataChannel;
+
+/// <summary>
+/// A compute node's side of the data channel: one TCP connection per storage node, shared by every volume controller
+/// of this node, carrying append frames and their answers. A storage node is found by its node name in the membership
+/// view (the newest active incarnation) and the data endpoint it publishes in its silo metadata.
+/// </summary>
+/// <remarks>
+/// Failures read as <see cref="MirrorStatus.Faulted"/>, as a failed grain call did: no active node of that name, a
+/// refused or timed-out connection, a closed connection (every request on it), or no answer within
+/// <see cref="RequestTimeout"/>. The writer then moves to another pair, as for any mirror failure.
+/// </remarks>
+public sealed partial class DataChannelClient : IDisposable
+{
+    /// <summary>How long an append waits for its answer; the segment grain's append call had the same timeout.</summary>
+    public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(2);
+
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(200);
+
+    private readonly IClusterMembershipService _membership;
+    private readonly ISiloMetadataCache _metadata;
+    private readonly ILogger<DataChannelClient> _logger;
+    private readonly object _lock = new();
+    private readonly Dictionary<string, Connection> _connections = new(StringComparer.Ordinal);
+    private readonly Timer _watchdog;
+    private volatile ResolvedEndpoints? _resolved;
+    private bool _disposed;
+
+    public DataChannelClient(IClusterMembershipService membership, ISiloMetadataCache metadata, ILogger<DataChannelClient> logger)
+    {
+        _membership = membership;
+        _metadata = metadata;
+        _logger = logger;
+        _watchdog = new Timer(_ => Watch(), null, WatchdogPeriod, WatchdogPeriod);
+    }
+
+    /// <summary>
+    /// Sends encoded records of one segment, laid end to end, to <paramref name="node"/> and returns its statuses in
+    /// record order (as many as the node found records); all <see cref="MirrorStatus.Faulted"/> when it cannot be reached.
+    /// </summary>
+    /// <param name="records">Borrowed until the returned task completes with any status but Faulted (then it may still be in a send).</param>
+    public Task<MirrorStatus[]> AppendAsync(string node, ReadOnlyMemory<byte> records, int count)
+    {
+        if (records.Length > DataFrameHeader.MaxAppendBodyBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(records), records.Length, $"an append frame holds at most {DataFrameHeader.MaxAppendBodyBytes} bytes");
+        }
+
+        var connection = ConnectionTo(node);
+        return connection is null ? Task.FromResult(Faulted(count)) : connection.AppendAsync(records, count);
+    }
+
+    public void Dispose()
+    {
+        List<Connection> connections;
+        lock (_lock)
+        {
+            _disposed = true;
+            connections = [.. _connections.Values];
+            _connections.Clear();
+        }
+
+        _watchdog.Dispose();
+        foreach (var connection in connections)
+        {
+            connection.Fail("the silo is stopping");
+        }
+    }
+
+    internal static MirrorStatus[] Faulted(int count)
+    {
+        var statuses = new MirrorStatus[Math.Max(count, 1)];
+        statuses.AsSpan().Fill(MirrorStatus.Faulted);
+        return statuses;
+    }
+
+    /// <summary>The live connection to <paramref name="node"/>'s current endpoint, opened when needed; null when it has none.</summary>
+    private Connection? ConnectionTo(string node)
+    {
+        var endpoint = EndpointOf(node);
+        if (endpoint is null)
+        {
+            return null;
+        }
+
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return null;
+            }
+
+            if (_connections.TryGetValue(node, out var existing) && !existing.IsFailed && existing.EndPoint.Equals(endpoint))
+            {
+                return existing;
+            }
+
+            existing?.Fail("the node's endpoint changed");
+            var connection = new Connection(this, node, endpoint);
+            _connections[node] = connection;
+            connection.Start();
+            return connection;
+        }
+    }
+
+    /// <summary>The data endpoint the newest active incarnation of <paramref name="node"/> publishes; re-read when membership changes.</summary>
+    private IPEndPoint? EndpointOf(string node)
+    {
+        var snapshot = _membership.CurrentSnapshot;
+        var resolved = _resolved;
+        if (resolved is null || snapshot.Version != resolved.Version)
+        {
+            var newest = new Dictionary<string, (SiloAddress Silo, IPEndPoint EndPoint)>(StringComparer.Ordinal);
+            var complete = true;
+            foreach (var member in snapshot.Members.Values)
+            {
+                if (member.Status != SiloStatus.Active)
+                {
+                    continue;
+                }
+
+                var meta = _metadata.GetSiloMetadata(member.SiloAddress).Metadata;
+                if (!meta.TryGetValue(NodeRoles.NodeKey, out var name))
+                {
+                    // Metadata of a silo that just joined may not be here yet: resolve again next time.
+                    complete = false;
+                    continue;
+                }
+
+                if (meta.TryGetValue(NodeRoles.DataEndpointKey, out var published) && IPEndPoint.TryParse(published, out var parsed)
+                    && (!newest.TryGetValue(name, out var known) || member.SiloAddress.Generation > known.Silo.Generation))
+                {
+                    newest[name] = (member.SiloAddress, parsed);
+                }
+            }
+
+            resolved = new ResolvedEndpoints(
+                complete ? snapshot.Version : MembershipVersion.MinValue,
+                newest.ToDictionary(p => p.Key, p => p.Value.EndPoint, StringComparer.Ordinal));
+            _resolved = resolved;
+        }
+
+        return resolved.EndPoints.GetValueOrDefault(node);
+    }
+
+    private void Watch()
+    {
+        List<Connection> connections;
+        lock (_lock)
+        {
+            connections = [.. _connections.Values];
+        }
+
+        var now = Stopwatch.GetTimestamp();
+        foreach (var connection in connections)
+        {
+            connection.ExpireRequests(now);
+        }
+    }
+
+    private void Forget(Connection connection)
+    {
+        lock (_lock)
+        {
+            if (_connections.TryGetValue(connection.Node, out var current) && ReferenceEquals(current, connection))
+            {
+                _connections.Remove(connection.Node);
+            }
+        }
+    }
+
+    /// <summary>One connection to one storage node's data endpoint; requests are answered by id, in any order.</summary>
+    private sealed class Connection(DataChannelClient owner, string node, IPEndPoint endPoint)
+    {
+        private readonly object _lock = new();
+        private readonly Dictionary<ulong, PendingRequest> _pending = [];
+        private readonly Socket _socket = new(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        private readonly TaskCompletionSource<bool> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private FrameWriter? _writer;
+        private ulong _nextId;
+        private bool _failed;
+        private long _lastReceivedTicks = Stopwatch.GetTimestamp();
+        private string? _failure;
+
+        public string Node { get; } = node;
+
+        public IPEndPoint EndPoint { get; } = endPoint;
+
+        public bool IsFailed => Volatile.Read(ref _failed);
+
+        public void Start() => _ = RunAsync();
+
+        public Task<MirrorStatus[]> AppendAsync(ReadOnlyMemory<byte> records, int count)
+        {
+            var request = new PendingRequest(count, Stopwatch.GetTimestamp());
+            ulong id;
+            lock (_lock)
+            {
+                if (_failed)
+                {
+                    return Task.FromResult(Faulted(count));
+                }
+
+                id = ++_nextId;
+                _pending.Add(id, request);
+            }
+
+            if (_ready.Task.IsCompletedSuccessfully)
+            {
+                Send(id, records);
+            }
+            else
+            {
+                _ = SendWhenReadyAsync(id, records);
+            }
+
+            return request.Task;
+        }
+
+        private async Task SendWhenReadyAsync(ulong id, ReadOnlyMemory<byte> records)
+        {
+            if (await _ready.Task.ConfigureAwait(false))
+            {
+                Send(id, records);
+            }
+        }
+
+        private void Send(ulong id, ReadOnlyMemory<byte> records)
+        {
+            if (!_writer!.Send(DataFrameType.Append, id, records))
+            {
+                Fail("the connection failed");
+            }
+        }
+
+        private async Task RunAsync()
+        {
+            try
+            {
+                using (var connect = new CancellationTokenSource(ConnectTimeout))
+                {
+                    await _socket.ConnectAsync(EndPoint, connect.Token).ConfigureAwait(false);
+                    _writer = new FrameWriter(_socket, e => Fail($"send failed: {e.Message}"));
+                    var name = Encoding.UTF8.GetBytes(Node);
+                    var hello = new byte[2 + name.Length];
+                    BinaryPrimitives.WriteUInt16LittleEndian(hello, DataFrameHeader.ProtocolVersion);
+                    name.CopyTo(hello, 2);
+                    _writer.Send(DataFrameType.Hello, 0, hello);
+                    var reader = new FrameReader(_socket);
+                    var reply = await reader.ReadAsync(connect.Token).ConfigureAwait(false)
+                        ?? throw new InvalidDataException("the node closed the connection during the handshake");
+                    var status = reply.Header.Type == DataFrameType.HelloReply && reply.Header.BodyLength == 1 ? (HelloStatus)reply.Body[0] : (HelloStatus)255;
+                    ReturnBody(reply.Body);
+                    if (status != HelloStatus.Ok)
+                    {
+                        throw new InvalidDataException($"the node refused the handshake: {status}");
+                    }
+
+                    _ready.TrySetResult(true);
+                    await ReceiveAsync(reader).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException or InvalidDataException)
+            {
+                Fail(e is OperationCanceledException ? $"no connection within {ConnectTimeout.TotalSeconds:F0} s" : e.Message);
+            }
+        }
+
+        private async Task ReceiveAsync(FrameReader reader)
+        {
+            while (true)
+            {
+                var frame = await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false)
+                    ?? throw new IOException("the node closed the connection");
+                Volatile.Write(ref _lastReceivedTicks, Stopwatch.GetTimestamp());
+                if (frame.Header.Type != DataFrameType.AppendReply)
+                {
+                    ReturnBody(frame.Body);
+                    throw new InvalidDataException($"a {frame.Header.Type} frame where append replies are expected");
+                }
+
+                PendingRequest? request;
+                lock (_lock)
+                {
+                    _pending.Remove(frame.Header.RequestId, out request);
+                }
+
+                if (request is not null)
+                {
+                    var statuses = new MirrorStatus[frame.Header.BodyLength];
+                    for (var i = 0; i < statuses.Length; i++)
+                    {
+                        statuses[i] = (MirrorStatus)frame.Body[i];
+                    }
+
+                    request.TrySetResult(statuses);
+                }
+
+                // Otherwise answered after its timeout: the writer has already counted this mirror failed.
+                ReturnBody(frame.Body);
+            }
+        }
+
+        /// <summary>
+        /// Fails requests older than <see cref="RequestTimeout"/>; when the oldest waited that long with nothing
+        /// received meanwhile, the node is not answering at all and the connection is closed (the next append reconnects).
+        /// </summary>
+        public void ExpireRequests(long now)
+        {
+            List<PendingRequest>? expired = null;
+            var silent = false;
+            lock (_lock)
+            {
+                foreach (var (id, request) in _pending)
+                {
+                    if (Stopwatch.GetElapsedTime(request.StartedTicks, now) >= RequestTimeout)
+                    {
+                        (expired ??= []).Add(request);
+                        _pending.Remove(id);
+                        silent |= Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReceivedTicks), now) >= RequestTimeout;
+                    }
+                }
+            }
+
+            if (expired is null)
+            {
+                return;
+            }
+
+            foreach (var request in expired)
+            {
+                request.TrySetResult(Faulted(request.Count));
+            }
+
+            if (silent)
+            {
+                Fail($"no answer within {RequestTimeout.TotalSeconds:F0} s");
+            }
+        }
+
+        public void Fail(string reason)
+        {
+            List<PendingRequest> pending;
+            lock (_lock)
+            {
+                if (_failed)
+                {
+                    return;
+                }
+
+                _failed = true;
+                _failure = reason;
+                pending = [.. _pending.Values];
+                _pending.Clear();
+            }
+
+            owner.Forget(this);
+            owner.LogConnectionFailed(Node, EndPoint.ToString(), reason, pending.Count);
+            _ready.TrySetResult(false);
+            _socket.Dispose();
+            foreach (var request in pending)
+            {
+                request.TrySetResult(Faulted(request.Count));
+            }
+        }
+
+        public override string ToString() => $"{Node} at {EndPoint}{(_failure is null ? "" : ": " + _failure)}";
+
+        private static void ReturnBody(byte[] body)
+        {
+            if (body.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(body);
+            }
+        }
+    }
+
+    /// <summary>Storage nodes' data endpoints as of one membership version (<see cref="MembershipVersion.MinValue"/>: incomplete).</summary>
+    private sealed record ResolvedEndpoints(MembershipVersion Version, Dictionary<string, IPEndPoint> EndPoints);
+
+    /// <summary>An append waiting for its answer. Completed from the receive loop; the awaiting grain resumes on its own scheduler.</summary>
+    private sealed class PendingRequest(int count, long startedTicks) : TaskCompletionSource<MirrorStatus[]>
+    {
+        public int Count { get; } = count;
+
+        public long StartedTicks { get; } = startedTicks;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Data channel to {Node} at {EndPoint} closed: {Reason}; {Pending} appends in flight counted failed")]
+    private partial void LogConnectionFailed(string node, string endPoint, string reason, int pending);
+}

@@ -1,0 +1,213 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using Converge.Cluster;
+using Converge.DataPath;
+using Converge.Grains.DataChannel;
+using Converge.Log;
+using Xunit;
+
+namespace Converge.Tests.WritePath;
+
+/// <summary>
+/// The data channel of a real storage silo, spoken to by hand: appends are committed or refused record by record and
+/// read back through the segment grain; a client that names another node, or sends bytes that are not frames, is
+/// disconnected and the node goes on serving.
+/// </summary>
+[Collection(WritePathCollection.Name)]
+public sealed partial class DataChannelTests(WritePathCluster cluster)
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task AppendFrame_CommitsEachRecordOnItsOwn_AndTheSegmentGrainReadsThemBack()
+    {
+        var volumeId = Guid.NewGuid();
+        var segmentId = Guid.NewGuid();
+        var payloads = Enumerable.Range(0, 3).Select(i => Enumerable.Repeat((byte)(0x61 + i), 4096).ToArray()).ToArray();
+        var records = new List<byte[]>();
+        for (var i = 0; i < payloads.Length; i++)
+        {
+            using var record = LogRecord.EncodePooled(LogRecordHeader.ForWrite(volumeId, new Lsn(1, (ulong)i + 1), segmentId, (ulong)i * 4096, 4096), payloads[i]);
+            records.Add(record.Span.ToArray());
+        }
+
+        // The middle record is damaged after encoding, and three stray bytes follow the last.
+        records[1][LogRecord.HeaderLengthBytes + 7] ^= 0x01;
+        var body = records.SelectMany(r => r).Concat(new byte[] { 9, 9, 9 }).ToArray();
+
+        using var socket = await ConnectAsync("storage-2");
+        Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+        await SendFrameAsync(socket, DataFrameType.Append, 77, body);
+        var (header, reply) = await ReadFrameAsync(socket);
+
+        Assert.Equal(DataFrameType.AppendReply, header.Type);
+        Assert.Equal(77UL, header.RequestId);
+        Assert.Equal([MirrorStatus.Ok, MirrorStatus.Invalid, MirrorStatus.Ok, MirrorStatus.Invalid], reply.Select(b => (MirrorStatus)b));
+        var segment = cluster.Grains.GetGrain<ILogSegmentGrain>(NodeRoles.PinnedKey("storage-2", segmentId.ToString("N")));
+        foreach (var i in new[] { 0, 2 })
+        {
+            var read = await segment.ReadAsync(new Lsn(1, (ulong)i + 1), (ulong)i * 4096, 4096);
+            Assert.Equal(MirrorStatus.Ok, read.Status);
+            Assert.Equal(payloads[i], read.Data);
+        }
+
+        Assert.Equal(MirrorStatus.Gone, (await segment.ReadAsync(new Lsn(1, 2), 4096, 4096)).Status);
+        Assert.Equal([new Lsn(1, 1), new Lsn(1, 3)], (await segment.GetEntriesAsync()).Entries.Select(e => e.Lsn));
+    }
+
+    [Fact]
+    public async Task HelloForAnotherNode_IsRefused_AndNothingIsAppended()
+    {
+        using var socket = await ConnectAsync("storage-2");
+
+        Assert.Equal(HelloStatus.WrongNode, await HelloAsync(socket, "storage-3"));
+        Assert.True(await ClosedByPeerAsync(socket), "the node kept a connection that named another node");
+    }
+
+    [Theory]
+    [InlineData("unknown frame type")]
+    [InlineData("oversized append")]
+    [InlineData("append before hello")]
+    [InlineData("reserved bytes set")]
+    public async Task BytesThatAreNotFrames_CloseTheConnection_AndTheNodeServesTheNext(string damage)
+    {
+        using (var socket = await ConnectAsync("storage-2"))
+        {
+            var header = new byte[DataFrameHeader.Length];
+            switch (damage)
+            {
+                case "unknown frame type":
+                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+                    new DataFrameHeader(0, (DataFrameType)42, 1).Write(header);
+                    break;
+                case "oversized append":
+                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+                    new DataFrameHeader(DataFrameHeader.MaxAppendBodyBytes + 1, DataFrameType.Append, 1).Write(header);
+                    break;
+                case "append before hello":
+                    new DataFrameHeader(0, DataFrameType.Append, 1).Write(header);
+                    break;
+                default:
+                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+                    new DataFrameHeader(0, DataFrameType.Append, 1).Write(header);
+                    header[6] = 1;
+                    break;
+            }
+
+            await socket.SendAsync(header);
+            Assert.True(await ClosedByPeerAsync(socket), $"the node kept a connection after: {damage}");
+        }
+
+        // The node still serves: a fresh connection appends a record.
+        using var next = await ConnectAsync("storage-2");
+        Assert.Equal(HelloStatus.Ok, await HelloAsync(next, "storage-2"));
+        using var record = LogRecord.EncodePooled(LogRecordHeader.ForWrite(Guid.NewGuid(), new Lsn(1, 1), Guid.NewGuid(), 0, 4096), new byte[4096]);
+        await SendFrameAsync(next, DataFrameType.Append, 5, record.Span.ToArray());
+        var (_, reply) = await ReadFrameAsync(next);
+        Assert.Equal([(byte)MirrorStatus.Ok], reply);
+    }
+
+    [Fact]
+    public void FrameHeader_RoundTrips_AndRefusesWhatTheProtocolNeverSends()
+    {
+        var bytes = new byte[DataFrameHeader.Length];
+        new DataFrameHeader(4096, DataFrameType.Append, ulong.MaxValue - 1).Write(bytes);
+        Assert.Equal(new DataFrameHeader(4096, DataFrameType.Append, ulong.MaxValue - 1), DataFrameHeader.TryRead(bytes, out var error));
+        Assert.Null(error);
+
+        new DataFrameHeader(DataFrameHeader.MaxHelloBodyBytes + 1, DataFrameType.Hello, 0).Write(bytes);
+        Assert.Null(DataFrameHeader.TryRead(bytes, out error));
+        Assert.Contains("Hello", error);
+
+        new DataFrameHeader(-1, DataFrameType.AppendReply, 0).Write(bytes);
+        Assert.Null(DataFrameHeader.TryRead(bytes, out error));
+
+        new DataFrameHeader(0, (DataFrameType)0, 0).Write(bytes);
+        Assert.Null(DataFrameHeader.TryRead(bytes, out error));
+        Assert.Contains("unknown frame type", error);
+    }
+
+    /// <summary>The node's data endpoint, from the line its silo logs when it starts listening (the newest start).</summary>
+    private IPEndPoint EndpointOf(string node)
+    {
+        var text = File.ReadAllText(cluster.Cluster.Local.LogPath(node));
+        var found = ListeningLine().Matches(text);
+        Assert.True(found.Count > 0, $"{node} logged no data-channel endpoint");
+        return IPEndPoint.Parse(found[^1].Groups[1].Value);
+    }
+
+    private async Task<Socket> ConnectAsync(string node)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var timeout = new CancellationTokenSource(Patience);
+        await socket.ConnectAsync(EndpointOf(node), timeout.Token);
+        return socket;
+    }
+
+    private static async Task<HelloStatus> HelloAsync(Socket socket, string node)
+    {
+        var name = Encoding.UTF8.GetBytes(node);
+        var body = new byte[2 + name.Length];
+        BinaryPrimitives.WriteUInt16LittleEndian(body, DataFrameHeader.ProtocolVersion);
+        name.CopyTo(body, 2);
+        await SendFrameAsync(socket, DataFrameType.Hello, 0, body);
+        var (header, reply) = await ReadFrameAsync(socket);
+        Assert.Equal(DataFrameType.HelloReply, header.Type);
+        return (HelloStatus)Assert.Single(reply);
+    }
+
+    private static async Task SendFrameAsync(Socket socket, DataFrameType type, ulong requestId, byte[] body)
+    {
+        var frame = new byte[DataFrameHeader.Length + body.Length];
+        new DataFrameHeader(body.Length, type, requestId).Write(frame);
+        body.CopyTo(frame, DataFrameHeader.Length);
+        await socket.SendAsync(frame);
+    }
+
+    private static async Task<(DataFrameHeader Header, byte[] Body)> ReadFrameAsync(Socket socket)
+    {
+        var head = new byte[DataFrameHeader.Length];
+        await ReadExactlyAsync(socket, head);
+        var header = DataFrameHeader.TryRead(head, out var error) ?? throw new InvalidDataException(error);
+        var body = new byte[header.BodyLength];
+        await ReadExactlyAsync(socket, body);
+        return (header, body);
+    }
+
+    private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
+    {
+        using var timeout = new CancellationTokenSource(Patience);
+        var filled = 0;
+        while (filled < buffer.Length)
+        {
+            var read = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, timeout.Token);
+            Assert.True(read > 0, "the node closed the connection");
+            filled += read;
+        }
+    }
+
+    /// <summary>True when the peer closes the connection (end of stream or reset) within <see cref="Patience"/>; nothing else may arrive.</summary>
+    private static async Task<bool> ClosedByPeerAsync(Socket socket)
+    {
+        using var timeout = new CancellationTokenSource(Patience);
+        try
+        {
+            var read = await socket.ReceiveAsync(new byte[64], SocketFlags.None, timeout.Token);
+            return read == 0;
+        }
+        catch (SocketException)
+        {
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    [GeneratedRegex(@"Data channel listening on (\S+)")]
+    private static partial Regex ListeningLine();
+}
