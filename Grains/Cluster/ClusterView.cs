@@ -1,3 +1,4 @@
+using System.Net;
 using Converge.Cluster;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 
@@ -6,6 +7,8 @@ namespace Converge.Grains.Cluster;
 /// <summary>Which nodes are active members right now, by role, as this silo's membership view sees them.</summary>
 public sealed class ClusterView(IClusterMembershipService membership, ISiloMetadataCache metadata)
 {
+    private volatile ResolvedEndpoints? _dataEndpoints;
+
     /// <summary>
     /// The active nodes of <paramref name="role"/>, waiting (bounded by <paramref name="timeout"/>) until there are at
     /// least <paramref name="minimum"/>: a node that just restarted, or a membership view that lags, is worth a short
@@ -66,4 +69,50 @@ public sealed class ClusterView(IClusterMembershipService membership, ISiloMetad
         nodes.Sort(StringComparer.Ordinal);
         return nodes;
     }
+
+    /// <summary>
+    /// The data-channel endpoint (<see cref="NodeRoles.DataEndpointKey"/>) that the newest active incarnation of storage
+    /// node <paramref name="node"/> publishes, or null when there is none. Resolved again only when membership changes.
+    /// </summary>
+    public IPEndPoint? DataEndpointOf(string node)
+    {
+        var snapshot = membership.CurrentSnapshot;
+        var resolved = _dataEndpoints;
+        if (resolved is null || snapshot.Version != resolved.Version)
+        {
+            var newest = new Dictionary<string, (SiloAddress Silo, IPEndPoint EndPoint)>(StringComparer.Ordinal);
+            var complete = true;
+            foreach (var member in snapshot.Members.Values)
+            {
+                if (member.Status != SiloStatus.Active)
+                {
+                    continue;
+                }
+
+                var meta = metadata.GetSiloMetadata(member.SiloAddress).Metadata;
+                if (!meta.TryGetValue(NodeRoles.NodeKey, out var name))
+                {
+                    // The metadata of a silo that just joined may not be here yet: resolve again next time.
+                    complete = false;
+                    continue;
+                }
+
+                if (meta.TryGetValue(NodeRoles.DataEndpointKey, out var published) && IPEndPoint.TryParse(published, out var parsed)
+                    && (!newest.TryGetValue(name, out var known) || member.SiloAddress.Generation > known.Silo.Generation))
+                {
+                    newest[name] = (member.SiloAddress, parsed);
+                }
+            }
+
+            resolved = new ResolvedEndpoints(
+                complete ? snapshot.Version : MembershipVersion.MinValue,
+                newest.ToDictionary(p => p.Key, p => p.Value.EndPoint, StringComparer.Ordinal));
+            _dataEndpoints = resolved;
+        }
+
+        return resolved.EndPoints.GetValueOrDefault(node);
+    }
+
+    /// <summary>Storage nodes' data endpoints as of one membership version (<see cref="MembershipVersion.MinValue"/>: incomplete).</summary>
+    private sealed record ResolvedEndpoints(MembershipVersion Version, Dictionary<string, IPEndPoint> EndPoints);
 }

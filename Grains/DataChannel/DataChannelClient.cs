@@ -4,17 +4,15 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Converge.Cluster;
 using Converge.DataPath;
 using Microsoft.Extensions.Logging;
-using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace Converge.Grains.DataChannel;
 
 /// <summary>
 /// A compute node's side of the data channel: one TCP connection per storage node, shared by every volume controller
-/// of this node, carrying append frames and their answers. A storage node is found by its node name in the membership
-/// view (the newest active incarnation) and the data endpoint it publishes in its silo metadata.
+/// of this node, carrying append frames and their answers. A storage node's endpoint comes from a resolver: in a silo,
+/// <see cref="Cluster.ClusterView.DataEndpointOf"/> (the newest active incarnation's published endpoint).
 /// </summary>
 /// <remarks>
 /// Failures read as <see cref="MirrorStatus.Faulted"/>, as a failed grain call did: no active node of that name, a
@@ -29,19 +27,17 @@ public sealed partial class DataChannelClient : IDisposable
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(200);
 
-    private readonly IClusterMembershipService _membership;
-    private readonly ISiloMetadataCache _metadata;
+    private readonly Func<string, IPEndPoint?> _endpointOf;
     private readonly ILogger<DataChannelClient> _logger;
     private readonly object _lock = new();
     private readonly Dictionary<string, Connection> _connections = new(StringComparer.Ordinal);
     private readonly Timer _watchdog;
-    private volatile ResolvedEndpoints? _resolved;
     private bool _disposed;
 
-    public DataChannelClient(IClusterMembershipService membership, ISiloMetadataCache metadata, ILogger<DataChannelClient> logger)
+    /// <param name="endpointOf">A storage node's data endpoint now, or null when it has no active incarnation (<see cref="Cluster.ClusterView.DataEndpointOf"/>).</param>
+    public DataChannelClient(Func<string, IPEndPoint?> endpointOf, ILogger<DataChannelClient> logger)
     {
-        _membership = membership;
-        _metadata = metadata;
+        _endpointOf = endpointOf;
         _logger = logger;
         _watchdog = new Timer(_ => Watch(), null, WatchdogPeriod, WatchdogPeriod);
     }
@@ -89,7 +85,7 @@ public sealed partial class DataChannelClient : IDisposable
     /// <summary>The live connection to <paramref name="node"/>'s current endpoint, opened when needed; null when it has none.</summary>
     private Connection? ConnectionTo(string node)
     {
-        var endpoint = EndpointOf(node);
+        var endpoint = _endpointOf(node);
         if (endpoint is null)
         {
             return null;
@@ -113,46 +109,6 @@ public sealed partial class DataChannelClient : IDisposable
             connection.Start();
             return connection;
         }
-    }
-
-    /// <summary>The data endpoint the newest active incarnation of <paramref name="node"/> publishes; re-read when membership changes.</summary>
-    private IPEndPoint? EndpointOf(string node)
-    {
-        var snapshot = _membership.CurrentSnapshot;
-        var resolved = _resolved;
-        if (resolved is null || snapshot.Version != resolved.Version)
-        {
-            var newest = new Dictionary<string, (SiloAddress Silo, IPEndPoint EndPoint)>(StringComparer.Ordinal);
-            var complete = true;
-            foreach (var member in snapshot.Members.Values)
-            {
-                if (member.Status != SiloStatus.Active)
-                {
-                    continue;
-                }
-
-                var meta = _metadata.GetSiloMetadata(member.SiloAddress).Metadata;
-                if (!meta.TryGetValue(NodeRoles.NodeKey, out var name))
-                {
-                    // Metadata of a silo that just joined may not be here yet: resolve again next time.
-                    complete = false;
-                    continue;
-                }
-
-                if (meta.TryGetValue(NodeRoles.DataEndpointKey, out var published) && IPEndPoint.TryParse(published, out var parsed)
-                    && (!newest.TryGetValue(name, out var known) || member.SiloAddress.Generation > known.Silo.Generation))
-                {
-                    newest[name] = (member.SiloAddress, parsed);
-                }
-            }
-
-            resolved = new ResolvedEndpoints(
-                complete ? snapshot.Version : MembershipVersion.MinValue,
-                newest.ToDictionary(p => p.Key, p => p.Value.EndPoint, StringComparer.Ordinal));
-            _resolved = resolved;
-        }
-
-        return resolved.EndPoints.GetValueOrDefault(node);
     }
 
     private void Watch()
@@ -187,7 +143,7 @@ public sealed partial class DataChannelClient : IDisposable
         private readonly object _lock = new();
         private readonly Dictionary<ulong, PendingRequest> _pending = [];
         private readonly Socket _socket = new(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        private readonly TaskCompletionSource<bool> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly List<(ulong Id, ReadOnlyMemory<byte> Records)> _waiting = [];
         private FrameWriter? _writer;
         private ulong _nextId;
         private bool _failed;
@@ -202,9 +158,11 @@ public sealed partial class DataChannelClient : IDisposable
 
         public void Start() => _ = RunAsync();
 
+        /// <remarks>Appends made while the connection opens leave in the order they were made, once it is open.</remarks>
         public Task<MirrorStatus[]> AppendAsync(ReadOnlyMemory<byte> records, int count)
         {
             var request = new PendingRequest(count, Stopwatch.GetTimestamp());
+            FrameWriter? writer;
             ulong id;
             lock (_lock)
             {
@@ -215,33 +173,49 @@ public sealed partial class DataChannelClient : IDisposable
 
                 id = ++_nextId;
                 _pending.Add(id, request);
+                writer = _writer;
+                if (writer is null)
+                {
+                    _waiting.Add((id, records));
+                    return request.Task;
+                }
             }
 
-            if (_ready.Task.IsCompletedSuccessfully)
+            // Sent outside the lock: a send that fails at once calls Fail, which takes the client's lock.
+            if (!writer.Send(DataFrameType.Append, id, records))
             {
-                Send(id, records);
-            }
-            else
-            {
-                _ = SendWhenReadyAsync(id, records);
+                Fail("the connection failed");
             }
 
             return request.Task;
         }
 
-        private async Task SendWhenReadyAsync(ulong id, ReadOnlyMemory<byte> records)
+        /// <summary>The handshake succeeded: appends that waited for it leave in order, then later ones go out directly.</summary>
+        private void BecomeReady(FrameWriter writer)
         {
-            if (await _ready.Task.ConfigureAwait(false))
+            while (true)
             {
-                Send(id, records);
-            }
-        }
+                (ulong Id, ReadOnlyMemory<byte> Records)[] waiting;
+                lock (_lock)
+                {
+                    if (_waiting.Count == 0)
+                    {
+                        _writer = writer;
+                        return;
+                    }
 
-        private void Send(ulong id, ReadOnlyMemory<byte> records)
-        {
-            if (!_writer!.Send(DataFrameType.Append, id, records))
-            {
-                Fail("the connection failed");
+                    waiting = [.. _waiting];
+                    _waiting.Clear();
+                }
+
+                foreach (var (id, records) in waiting)
+                {
+                    if (!writer.Send(DataFrameType.Append, id, records))
+                    {
+                        Fail("the connection failed");
+                        return;
+                    }
+                }
             }
         }
 
@@ -252,12 +226,12 @@ public sealed partial class DataChannelClient : IDisposable
                 using (var connect = new CancellationTokenSource(ConnectTimeout))
                 {
                     await _socket.ConnectAsync(EndPoint, connect.Token).ConfigureAwait(false);
-                    _writer = new FrameWriter(_socket, e => Fail($"send failed: {e.Message}"));
+                    var writer = new FrameWriter(_socket, e => Fail($"send failed: {e.Message}"));
                     var name = Encoding.UTF8.GetBytes(Node);
                     var hello = new byte[2 + name.Length];
                     BinaryPrimitives.WriteUInt16LittleEndian(hello, DataFrameHeader.ProtocolVersion);
                     name.CopyTo(hello, 2);
-                    _writer.Send(DataFrameType.Hello, 0, hello);
+                    writer.Send(DataFrameType.Hello, 0, hello);
                     var reader = new FrameReader(_socket);
                     var reply = await reader.ReadAsync(connect.Token).ConfigureAwait(false)
                         ?? throw new InvalidDataException("the node closed the connection during the handshake");
@@ -268,7 +242,7 @@ public sealed partial class DataChannelClient : IDisposable
                         throw new InvalidDataException($"the node refused the handshake: {status}");
                     }
 
-                    _ready.TrySetResult(true);
+                    BecomeReady(writer);
                     await ReceiveAsync(reader).ConfigureAwait(false);
                 }
             }
@@ -364,11 +338,11 @@ public sealed partial class DataChannelClient : IDisposable
                 _failure = reason;
                 pending = [.. _pending.Values];
                 _pending.Clear();
+                _waiting.Clear();
             }
 
             owner.Forget(this);
             owner.LogConnectionFailed(Node, EndPoint.ToString(), reason, pending.Count);
-            _ready.TrySetResult(false);
             _socket.Dispose();
             foreach (var request in pending)
             {
@@ -386,9 +360,6 @@ public sealed partial class DataChannelClient : IDisposable
             }
         }
     }
-
-    /// <summary>Storage nodes' data endpoints as of one membership version (<see cref="MembershipVersion.MinValue"/>: incomplete).</summary>
-    private sealed record ResolvedEndpoints(MembershipVersion Version, Dictionary<string, IPEndPoint> EndPoints);
 
     /// <summary>An append waiting for its answer. Completed from the receive loop; the awaiting grain resumes on its own scheduler.</summary>
     private sealed class PendingRequest(int count, long startedTicks) : TaskCompletionSource<MirrorStatus[]>

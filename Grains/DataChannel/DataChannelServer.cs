@@ -285,5 +285,6 @@ public static class DataChannelRegistration
 
     /// <summary>The data channel's client side (a compute node: its volume controllers append through it).</summary>
     public static IServiceCollection AddDataChannelClient(this IServiceCollection services) =>
-        services.AddSingleton<DataChannelClient>();
+        services.AddSingleton(sp => new DataChannelClient(
+            sp.GetRequiredService<ClusterView>().DataEndpointOf, sp.GetRequiredService<ILogger<DataChannelClient>>()));
 }

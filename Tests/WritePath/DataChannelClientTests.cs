@@ -1,0 +1,227 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Converge.DataPath;
+using Converge.Grains.DataChannel;
+using Microsoft.Extensions.Logging.Abstractions;
+using Xunit;
+
+namespace Converge.Tests.WritePath;
+
+/// <summary>
+/// The compute side of the data channel against storage nodes played by hand on loopback: every way a node can fail
+/// reads as <see cref="MirrorStatus.Faulted"/> within the request timeout, answers find their own request in any order,
+/// and a lost connection is replaced by the next append.
+/// </summary>
+public sealed class DataChannelClientTests : IDisposable
+{
+    private static readonly byte[] Records = new byte[4096];
+    private readonly List<IDisposable> _owned = [];
+
+    public void Dispose()
+    {
+        foreach (var owned in _owned)
+        {
+            owned.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task NodeWithNoEndpoint_IsFaultedAtOnce()
+    {
+        using var client = new DataChannelClient(_ => null, NullLogger<DataChannelClient>.Instance);
+
+        Assert.Equal([MirrorStatus.Faulted, MirrorStatus.Faulted], await client.AppendAsync("storage-9", Records, 2));
+    }
+
+    [Fact]
+    public async Task EndpointWhereNothingListens_IsFaulted_WellWithinTheTimeout()
+    {
+        var vacant = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        vacant.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var endpoint = (IPEndPoint)vacant.LocalEndPoint!;
+        vacant.Dispose();
+        using var client = new DataChannelClient(_ => endpoint, NullLogger<DataChannelClient>.Instance);
+        var clock = Stopwatch.StartNew();
+
+        Assert.Equal([MirrorStatus.Faulted], await client.AppendAsync("storage-1", Records, 1));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.5), $"a refused connection took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task NodeThatRefusesTheHandshake_IsFaulted()
+    {
+        var node = Serve(async socket =>
+        {
+            var (hello, _) = await ReadFrameAsync(socket);
+            await SendFrameAsync(socket, DataFrameType.HelloReply, hello.RequestId, [(byte)HelloStatus.WrongNode]);
+            await ReadFrameAsync(socket);
+        });
+        using var client = new DataChannelClient(_ => node, NullLogger<DataChannelClient>.Instance);
+
+        Assert.Equal([MirrorStatus.Faulted], await client.AppendAsync("storage-1", Records, 1));
+    }
+
+    [Fact]
+    public async Task NodeThatNeverAnswers_IsFaultedAfterTheRequestTimeout_AndTheConnectionIsDropped()
+    {
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var node = Serve(async socket =>
+        {
+            await HandshakeAsync(socket, "storage-1");
+            try
+            {
+                // Read the append and answer nothing, until the client gives up on the connection.
+                while (true)
+                {
+                    await ReadFrameAsync(socket);
+                }
+            }
+            catch (Exception e) when (e is EndOfStreamException or SocketException)
+            {
+                closed.TrySetResult();
+            }
+        });
+        using var client = new DataChannelClient(_ => node, NullLogger<DataChannelClient>.Instance);
+        var clock = Stopwatch.StartNew();
+
+        var statuses = await client.AppendAsync("storage-1", Records, 3).WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal([MirrorStatus.Faulted, MirrorStatus.Faulted, MirrorStatus.Faulted], statuses);
+        Assert.InRange(clock.Elapsed, DataChannelClient.RequestTimeout - TimeSpan.FromMilliseconds(50), DataChannelClient.RequestTimeout + TimeSpan.FromSeconds(3));
+        await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task AnswersOutOfOrder_ReachTheirOwnRequests()
+    {
+        var node = Serve(async socket =>
+        {
+            await HandshakeAsync(socket, "storage-1");
+            var (first, _) = await ReadFrameAsync(socket);
+            var (second, _) = await ReadFrameAsync(socket);
+            await SendFrameAsync(socket, DataFrameType.AppendReply, second.RequestId, [(byte)MirrorStatus.Sealed]);
+            await SendFrameAsync(socket, DataFrameType.AppendReply, first.RequestId, [(byte)MirrorStatus.Ok, (byte)MirrorStatus.NvramFull]);
+            await ReadFrameAsync(socket);
+        });
+        using var client = new DataChannelClient(_ => node, NullLogger<DataChannelClient>.Instance);
+
+        var first = client.AppendAsync("storage-1", Records, 2);
+        var second = client.AppendAsync("storage-1", Records, 1);
+
+        Assert.Equal([MirrorStatus.Ok, MirrorStatus.NvramFull], await first.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal([MirrorStatus.Sealed], await second.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task ConnectionClosedWithAppendsInFlight_FaultsThemAll_AndTheNextAppendReconnects()
+    {
+        var connections = 0;
+        var node = Serve(async socket =>
+        {
+            var number = Interlocked.Increment(ref connections);
+            await HandshakeAsync(socket, "storage-1");
+            var (append, _) = await ReadFrameAsync(socket);
+            if (number == 1)
+            {
+                await ReadFrameAsync(socket);
+                return; // closes with both appends unanswered
+            }
+
+            await SendFrameAsync(socket, DataFrameType.AppendReply, append.RequestId, [(byte)MirrorStatus.Ok]);
+            await ReadFrameAsync(socket);
+        });
+        using var client = new DataChannelClient(_ => node, NullLogger<DataChannelClient>.Instance);
+
+        var lost = await Task.WhenAll(client.AppendAsync("storage-1", Records, 1), client.AppendAsync("storage-1", Records, 1)).WaitAsync(TimeSpan.FromSeconds(10));
+        var next = await client.AppendAsync("storage-1", Records, 1).WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.All(lost, statuses => Assert.Equal([MirrorStatus.Faulted], statuses));
+        Assert.Equal([MirrorStatus.Ok], next);
+        Assert.Equal(2, connections);
+    }
+
+    /// <summary>A loopback listener running <paramref name="session"/> for each connection (closed after it); its endpoint.</summary>
+    private IPEndPoint Serve(Func<Socket, Task> session)
+    {
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(8);
+        _owned.Add(listener);
+        _ = Task.Run(async () =>
+        {
+            for (var i = 0; i < 8; i++)
+            {
+                Socket socket;
+                try
+                {
+                    socket = await listener.AcceptAsync();
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                _ = Task.Run(async () =>
+                {
+                    using (socket)
+                    {
+                        try
+                        {
+                            await session(socket);
+                        }
+                        catch (Exception e) when (e is SocketException or EndOfStreamException or ObjectDisposedException)
+                        {
+                        }
+                    }
+                });
+            }
+        });
+        return (IPEndPoint)listener.LocalEndPoint!;
+    }
+
+    private static async Task HandshakeAsync(Socket socket, string expectedNode)
+    {
+        var (hello, body) = await ReadFrameAsync(socket);
+        Assert.Equal(DataFrameType.Hello, hello.Type);
+        Assert.Equal(DataFrameHeader.ProtocolVersion, BinaryPrimitives.ReadUInt16LittleEndian(body));
+        Assert.Equal(expectedNode, Encoding.UTF8.GetString(body, 2, body.Length - 2));
+        await SendFrameAsync(socket, DataFrameType.HelloReply, hello.RequestId, [(byte)HelloStatus.Ok]);
+    }
+
+    private static async Task SendFrameAsync(Socket socket, DataFrameType type, ulong requestId, byte[] body)
+    {
+        var frame = new byte[DataFrameHeader.Length + body.Length];
+        new DataFrameHeader(body.Length, type, requestId).Write(frame);
+        body.CopyTo(frame, DataFrameHeader.Length);
+        await socket.SendAsync(frame);
+    }
+
+    private static async Task<(DataFrameHeader Header, byte[] Body)> ReadFrameAsync(Socket socket)
+    {
+        var head = new byte[DataFrameHeader.Length];
+        await ReadExactlyAsync(socket, head);
+        var header = DataFrameHeader.TryRead(head, out var error) ?? throw new InvalidDataException(error);
+        var body = new byte[header.BodyLength];
+        await ReadExactlyAsync(socket, body);
+        return (header, body);
+    }
+
+    private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var filled = 0;
+        while (filled < buffer.Length)
+        {
+            var read = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, timeout.Token);
+            if (read == 0)
+            {
+                throw new EndOfStreamException();
+            }
+
+            filled += read;
+        }
+    }
+}
