@@ -7,6 +7,7 @@ using Converge.DataPath;
 using Converge.Grains.DataChannel;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
+using static Converge.Tests.WritePath.DataFrameSocket;
 
 namespace Converge.Tests.WritePath;
 
@@ -189,39 +190,5 @@ public sealed class DataChannelClientTests : IDisposable
         Assert.Equal(DataFrameHeader.ProtocolVersion, BinaryPrimitives.ReadUInt16LittleEndian(body));
         Assert.Equal(expectedNode, Encoding.UTF8.GetString(body, 2, body.Length - 2));
         await SendFrameAsync(socket, DataFrameType.HelloReply, hello.RequestId, [(byte)HelloStatus.Ok]);
-    }
-
-    private static async Task SendFrameAsync(Socket socket, DataFrameType type, ulong requestId, byte[] body)
-    {
-        var frame = new byte[DataFrameHeader.Length + body.Length];
-        new DataFrameHeader(body.Length, type, requestId).Write(frame);
-        body.CopyTo(frame, DataFrameHeader.Length);
-        await socket.SendAsync(frame);
-    }
-
-    private static async Task<(DataFrameHeader Header, byte[] Body)> ReadFrameAsync(Socket socket)
-    {
-        var head = new byte[DataFrameHeader.Length];
-        await ReadExactlyAsync(socket, head);
-        var header = DataFrameHeader.TryRead(head, out var error) ?? throw new InvalidDataException(error);
-        var body = new byte[header.BodyLength];
-        await ReadExactlyAsync(socket, body);
-        return (header, body);
-    }
-
-    private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var filled = 0;
-        while (filled < buffer.Length)
-        {
-            var read = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, timeout.Token);
-            if (read == 0)
-            {
-                throw new EndOfStreamException();
-            }
-
-            filled += read;
-        }
     }
 }

@@ -1,13 +1,12 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.RegularExpressions;
 using Converge.Cluster;
 using Converge.DataPath;
 using Converge.Grains.DataChannel;
 using Converge.Log;
 using Xunit;
+using static Converge.Tests.WritePath.DataFrameSocket;
 
 namespace Converge.Tests.WritePath;
 
@@ -149,44 +148,10 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
 
     private static async Task<HelloStatus> HelloAsync(Socket socket, string node)
     {
-        var name = Encoding.UTF8.GetBytes(node);
-        var body = new byte[2 + name.Length];
-        BinaryPrimitives.WriteUInt16LittleEndian(body, DataFrameHeader.ProtocolVersion);
-        name.CopyTo(body, 2);
-        await SendFrameAsync(socket, DataFrameType.Hello, 0, body);
+        await SendFrameAsync(socket, DataFrameType.Hello, 0, HelloBody(node));
         var (header, reply) = await ReadFrameAsync(socket);
         Assert.Equal(DataFrameType.HelloReply, header.Type);
         return (HelloStatus)Assert.Single(reply);
-    }
-
-    private static async Task SendFrameAsync(Socket socket, DataFrameType type, ulong requestId, byte[] body)
-    {
-        var frame = new byte[DataFrameHeader.Length + body.Length];
-        new DataFrameHeader(body.Length, type, requestId).Write(frame);
-        body.CopyTo(frame, DataFrameHeader.Length);
-        await socket.SendAsync(frame);
-    }
-
-    private static async Task<(DataFrameHeader Header, byte[] Body)> ReadFrameAsync(Socket socket)
-    {
-        var head = new byte[DataFrameHeader.Length];
-        await ReadExactlyAsync(socket, head);
-        var header = DataFrameHeader.TryRead(head, out var error) ?? throw new InvalidDataException(error);
-        var body = new byte[header.BodyLength];
-        await ReadExactlyAsync(socket, body);
-        return (header, body);
-    }
-
-    private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
-    {
-        using var timeout = new CancellationTokenSource(Patience);
-        var filled = 0;
-        while (filled < buffer.Length)
-        {
-            var read = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, timeout.Token);
-            Assert.True(read > 0, "the node closed the connection");
-            filled += read;
-        }
     }
 
     /// <summary>True when the peer closes the connection (end of stream or reset) within <see cref="Patience"/>; nothing else may arrive.</summary>
