@@ -11,7 +11,7 @@ using static Converge.Tests.WritePath.DataFrameSocket;
 namespace Converge.Tests.WritePath;
 
 /// <summary>
-/// The data channel of a real storage silo, spoken to by hand: appends are committed or refused record by record and
+/// The data channel of a real storage silo (storage-1, which the shared cluster's other tests never kill), spoken to by hand: appends are committed or refused record by record and
 /// read back through the segment grain; a client that names another node, or sends bytes that are not frames, is
 /// disconnected and the node goes on serving.
 /// </summary>
@@ -37,15 +37,15 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
         records[1][LogRecord.HeaderLengthBytes + 7] ^= 0x01;
         var body = records.SelectMany(r => r).Concat(new byte[] { 9, 9, 9 }).ToArray();
 
-        using var socket = await ConnectAsync("storage-2");
-        Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+        using var socket = await ConnectAsync("storage-1");
+        Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-1"));
         await SendFrameAsync(socket, DataFrameType.Append, 77, body);
         var (header, reply) = await ReadFrameAsync(socket);
 
         Assert.Equal(DataFrameType.AppendReply, header.Type);
         Assert.Equal(77UL, header.RequestId);
         Assert.Equal([MirrorStatus.Ok, MirrorStatus.Invalid, MirrorStatus.Ok, MirrorStatus.Invalid], reply.Select(b => (MirrorStatus)b));
-        var segment = cluster.Grains.GetGrain<ILogSegmentGrain>(NodeRoles.PinnedKey("storage-2", segmentId.ToString("N")));
+        var segment = cluster.Grains.GetGrain<ILogSegmentGrain>(NodeRoles.PinnedKey("storage-1", segmentId.ToString("N")));
         foreach (var i in new[] { 0, 2 })
         {
             var read = await segment.ReadAsync(new Lsn(1, (ulong)i + 1), (ulong)i * 4096, 4096);
@@ -60,7 +60,7 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
     [Fact]
     public async Task HelloForAnotherNode_IsRefused_AndNothingIsAppended()
     {
-        using var socket = await ConnectAsync("storage-2");
+        using var socket = await ConnectAsync("storage-1");
 
         Assert.Equal(HelloStatus.WrongNode, await HelloAsync(socket, "storage-3"));
         Assert.True(await ClosedByPeerAsync(socket), "the node kept a connection that named another node");
@@ -73,24 +73,24 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
     [InlineData("reserved bytes set")]
     public async Task BytesThatAreNotFrames_CloseTheConnection_AndTheNodeServesTheNext(string damage)
     {
-        using (var socket = await ConnectAsync("storage-2"))
+        using (var socket = await ConnectAsync("storage-1"))
         {
             var header = new byte[DataFrameHeader.Length];
             switch (damage)
             {
                 case "unknown frame type":
-                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-1"));
                     new DataFrameHeader(0, (DataFrameType)42, 1).Write(header);
                     break;
                 case "oversized append":
-                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-1"));
                     new DataFrameHeader(DataFrameHeader.MaxAppendBodyBytes + 1, DataFrameType.Append, 1).Write(header);
                     break;
                 case "append before hello":
                     new DataFrameHeader(0, DataFrameType.Append, 1).Write(header);
                     break;
                 default:
-                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-2"));
+                    Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-1"));
                     new DataFrameHeader(0, DataFrameType.Append, 1).Write(header);
                     header[6] = 1;
                     break;
@@ -101,8 +101,8 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
         }
 
         // The node still serves: a fresh connection appends a record.
-        using var next = await ConnectAsync("storage-2");
-        Assert.Equal(HelloStatus.Ok, await HelloAsync(next, "storage-2"));
+        using var next = await ConnectAsync("storage-1");
+        Assert.Equal(HelloStatus.Ok, await HelloAsync(next, "storage-1"));
         using var record = LogRecord.EncodePooled(LogRecordHeader.ForWrite(Guid.NewGuid(), new Lsn(1, 1), Guid.NewGuid(), 0, 4096), new byte[4096]);
         await SendFrameAsync(next, DataFrameType.Append, 5, record.Span.ToArray());
         var (_, reply) = await ReadFrameAsync(next);

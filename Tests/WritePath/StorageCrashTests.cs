@@ -106,16 +106,12 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
     {
         await DamageOneMirrorAsync("bit-flip", (logDirectory, volumeId) =>
         {
-            var (path, lastByte) = NewestChunk(logDirectory);
-            var bytes = File.ReadAllBytes(path);
+            // The chunk holding most of the volume's records: after earlier tests' writes the log may have recycled
+            // chunks, so the highest-numbered file need not be the one written last.
             var id = volumeId.ToByteArray();
-            var hits = new List<int>();
-            for (var at = bytes.AsSpan(0, (int)lastByte).IndexOf(id); at >= 0 && hits.Count < 10_000;)
-            {
-                hits.Add(at);
-                var next = bytes.AsSpan(at + 1, (int)lastByte - at - 1).IndexOf(id);
-                at = next < 0 ? -1 : at + 1 + next;
-            }
+            var (path, hits) = Directory.GetFiles(logDirectory, "*.log")
+                .Select(chunk => (Path: chunk, Hits: RecordsOf(File.ReadAllBytes(chunk), id)))
+                .MaxBy(chunk => chunk.Hits.Count);
 
             Assert.True(hits.Count > 4, $"found {hits.Count} records of the volume in {path}");
             // A record in the middle of the log, with later commits after it: corruption, not a torn tail.
@@ -168,8 +164,15 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
             // The segment may have been sealed for idleness meanwhile; the victim still holds the records it mirrored.
             var victim = open.MirrorA;
             cluster.Cluster.Local.Kill(victim);
-            output.WriteLine(damage(cluster.LogDirectory(victim), volumeId));
-            await cluster.RestartAsync(victim);
+            try
+            {
+                output.WriteLine(damage(cluster.LogDirectory(victim), volumeId));
+            }
+            finally
+            {
+                // Also when the damage could not be done: the shared cluster's later tests need the node.
+                await cluster.RestartAsync(victim);
+            }
 
             for (long block = 300; block < 400; block++)
             {
@@ -215,6 +218,20 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         {
             return false;
         }
+    }
+
+    /// <summary>Where <paramref name="id"/> occurs in <paramref name="bytes"/> (at most 10,000 places).</summary>
+    private static List<int> RecordsOf(byte[] bytes, byte[] id)
+    {
+        var hits = new List<int>();
+        for (var at = bytes.AsSpan().IndexOf(id); at >= 0 && hits.Count < 10_000;)
+        {
+            hits.Add(at);
+            var next = bytes.AsSpan(at + 1).IndexOf(id);
+            at = next < 0 ? -1 : at + 1 + next;
+        }
+
+        return hits;
     }
 
     private static (string Path, long LastByte) NewestChunk(string logDirectory)
