@@ -148,7 +148,6 @@ public sealed partial class DataChannelClient : IDisposable
         private ulong _nextId;
         private bool _failed;
         private long _lastReceivedTicks = Stopwatch.GetTimestamp();
-        private string? _failure;
 
         public string Node { get; } = node;
 
@@ -335,7 +334,6 @@ public sealed partial class DataChannelClient : IDisposable
                 }
 
                 _failed = true;
-                _failure = reason;
                 pending = [.. _pending.Values];
                 _pending.Clear();
                 _waiting.Clear();
@@ -349,8 +347,6 @@ public sealed partial class DataChannelClient : IDisposable
                 request.TrySetResult(Faulted(request.Count));
             }
         }
-
-        public override string ToString() => $"{Node} at {EndPoint}{(_failure is null ? "" : ": " + _failure)}";
 
         private static void ReturnBody(byte[] body)
         {

@@ -58,7 +58,7 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
     }
 
     [Fact]
-    public async Task HelloForAnotherNode_IsRefused_AndNothingIsAppended()
+    public async Task HelloForAnotherNode_IsRefused_AndTheConnectionClosed()
     {
         using var socket = await ConnectAsync("storage-1");
 
