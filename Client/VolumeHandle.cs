@@ -11,12 +11,19 @@ namespace Converge.Client;
 /// </summary>
 public sealed class VolumeHandle : IAsyncDisposable
 {
+    /// <summary>How often an open is sent again when the runtime lost the call or its reply (a gateway silo died).</summary>
+    private const int OpenAttempts = 3;
+    private static readonly TimeSpan OpenRetryDelay = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromSeconds(5);
+
     private readonly IVolumeControllerGrain _controller;
+    private readonly Guid _handleId;
     private int _closed;
 
-    private VolumeHandle(IVolumeControllerGrain controller, string name, string node, OpenReply reply)
+    private VolumeHandle(IVolumeControllerGrain controller, Guid handleId, string name, string node, OpenReply reply)
     {
         _controller = controller;
+        _handleId = handleId;
         Name = name;
         Node = node;
         SizeBytes = reply.SizeBytes;
@@ -34,8 +41,13 @@ public sealed class VolumeHandle : IAsyncDisposable
 
     public ulong Epoch { get; }
 
-    /// <summary>Attaches <paramref name="volumeName"/> on <paramref name="computeNode"/>; refusals are thrown as <see cref="VolumeIoException"/>.</summary>
-    public static async Task<VolumeHandle> OpenAsync(IClusterClient cluster, string volumeName, string computeNode)
+    /// <summary>
+    /// Attaches <paramref name="volumeName"/> on <paramref name="computeNode"/>; refusals are thrown as
+    /// <see cref="VolumeIoException"/>. The handle has its own id: an open whose reply the runtime lost is sent again
+    /// (bounded) under that id and holds the volume once. An open that fails or is cancelled after it may have reached
+    /// the controller is closed again, best effort, so that it does not keep the volume attached.
+    /// </summary>
+    public static async Task<VolumeHandle> OpenAsync(IClusterClient cluster, string volumeName, string computeNode, CancellationToken cancellationToken = default)
     {
         if (VolumeRules.CheckName(volumeName) is { } nameError)
         {
@@ -48,13 +60,57 @@ public sealed class VolumeHandle : IAsyncDisposable
         }
 
         var controller = cluster.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey(computeNode, volumeName));
-        var reply = await controller.OpenAsync();
+        var handleId = Guid.NewGuid();
+        OpenReply reply;
+        try
+        {
+            reply = await OpenWithRetriesAsync(controller, handleId, cancellationToken);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException or OperationCanceledException)
+        {
+            await ReleaseQuietlyAsync(controller, handleId);
+            throw;
+        }
+
         if (reply.Error != VolumeError.None)
         {
             throw new VolumeIoException(reply.Error.ToString(), reply.Message);
         }
 
-        return new VolumeHandle(controller, volumeName, computeNode, reply);
+        return new VolumeHandle(controller, handleId, volumeName, computeNode, reply);
+    }
+
+    private static async Task<OpenReply> OpenWithRetriesAsync(IVolumeControllerGrain controller, Guid handleId, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await controller.OpenAsync(handleId).WaitAsync(cancellationToken);
+            }
+            catch (OrleansException) when (attempt < OpenAttempts)
+            {
+                // The silo the call went through died, or the controller's activation was lost: the open may or may
+                // not have happened, and sending it again under the same id is safe either way.
+                await Task.Delay(OpenRetryDelay, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Closes a handle whose open failed or was abandoned. If this cannot reach the controller either, the hold stays
+    /// until the controller's activation goes (the volume stays attached to that node meanwhile).
+    /// </summary>
+    private static async Task ReleaseQuietlyAsync(IVolumeControllerGrain controller, Guid handleId)
+    {
+        try
+        {
+            await controller.CloseAsync(handleId).WaitAsync(ReleaseTimeout);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            // Nothing more to do from here.
+        }
     }
 
     /// <summary>
@@ -74,7 +130,7 @@ public sealed class VolumeHandle : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _closed, 1) == 0)
         {
-            await _controller.CloseAsync();
+            await _controller.CloseAsync(_handleId);
         }
     }
 }

@@ -167,7 +167,8 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
                 try
                 {
                     // Bounded well below the open's own 30 s timeout, for the same reason.
-                    _handle = await VolumeHandle.OpenAsync(cluster, volumeName, _holder).WaitAsync(OpenTimeout);
+                    using var timeout = new CancellationTokenSource(OpenTimeout);
+                    _handle = await VolumeHandle.OpenAsync(cluster, volumeName, _holder, timeout.Token);
                     Interlocked.Increment(ref _opens);
                     Interlocked.Exchange(ref _openFailedTicks, 0);
                 }

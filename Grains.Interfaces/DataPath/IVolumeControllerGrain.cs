@@ -38,22 +38,29 @@ public readonly record struct VolumeReadReply(
 [Alias("Converge.IVolumeControllerGrain")]
 public interface IVolumeControllerGrain : IGrainWithStringKey
 {
-    /// <summary>Attaches the volume here (new epoch, fencing the previous holder) for one more client connection.</summary>
+    /// <summary>
+    /// Attaches the volume here (new epoch, fencing the previous holder) for one more client handle. The client names
+    /// the handle (one id per NBD connection or <c>VolumeHandle</c>), so an open retried after a lost reply is counted
+    /// once; an id already closed is refused (<see cref="VolumeError.InvalidHandle"/>).
+    /// </summary>
     [Alias("Open"), ResponseTimeout("00:00:30")]
-    Task<OpenReply> OpenAsync();
+    Task<OpenReply> OpenAsync(Guid handleId);
 
-    /// <summary>One client connection is gone; the last one detaches after in-flight I/O drains.</summary>
+    /// <summary>
+    /// The client handle is gone; the last one detaches after in-flight I/O drains. Closing an id that is not open
+    /// changes nothing but remembers the id, so that its open, if still on its way, is refused.
+    /// </summary>
     [Alias("Close")]
-    Task CloseAsync();
+    Task CloseAsync(Guid handleId);
 
     /// <summary>
     /// Called by an activation of this grain that the runtime deactivated while the volume was attached (its grain
-    /// directory entry was lost with a failed silo): attaches again here, for <paramref name="openCount"/> client
-    /// connections, if the volume is still attached to this node at <paramref name="heldEpoch"/>. False when it should
-    /// be asked again (the attach failed for now); true when done or no longer wanted.
+    /// directory entry was lost with a failed silo): attaches again here, for the client handles in
+    /// <paramref name="handleIds"/>, if the volume is still attached to this node at <paramref name="heldEpoch"/>. False
+    /// when it should be asked again (the attach failed for now); true when done or no longer wanted.
     /// </summary>
     [Alias("Resume"), ResponseTimeout("00:00:30")]
-    Task<bool> ResumeAsync(ulong heldEpoch, int openCount);
+    Task<bool> ResumeAsync(ulong heldEpoch, Guid[] handleIds);
 
     /// <summary>
     /// Completes when the data is committed on both mirrors ("acknowledged"). <paramref name="notAfterUtcTicks"/>

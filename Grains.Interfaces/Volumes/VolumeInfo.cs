@@ -27,6 +27,9 @@ public enum VolumeError
     AttachedElsewhere = 8,
     StaleEpoch = 9,
     InvalidNode = 10,
+
+    /// <summary>An open named no client handle, or one already closed (a retried open that arrived after its close).</summary>
+    InvalidHandle = 11,
 }
 
 /// <summary>The outcome of a volume operation: the volume on success, otherwise an error and a message for people.</summary>

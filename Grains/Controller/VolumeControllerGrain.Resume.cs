@@ -9,7 +9,7 @@ namespace Converge.Grains.Controller;
 /// attached volume nobody sends I/O to would keep its open segment unsealed and its sealed segments in the catalogue
 /// until the next attach, with no lease renewals and no destage pruning. So the departing activation hands over: it
 /// asks a new activation here to attach again (a new epoch, full recovery, the cache kept since this node held the
-/// previous epoch) for as many client connections as it had.
+/// previous epoch) for the client handles it held.
 /// </summary>
 public sealed partial class VolumeControllerGrain
 {
@@ -30,22 +30,24 @@ public sealed partial class VolumeControllerGrain
         if (reason.ReasonCode != DeactivationReasonCode.ShuttingDown)
         {
             var successor = GrainFactory.GetGrain<IVolumeControllerGrain>(this.GetPrimaryKeyString());
-            var openCount = Math.Max(_openCount, 1);
+            var handles = _handles.Snapshot();
             var name = _name;
-            _ = Task.Run(() => HandOverAsync(successor, name, attachment.Epoch, openCount), CancellationToken.None);
+            _ = Task.Run(() => HandOverAsync(successor, name, attachment.Epoch, handles), CancellationToken.None);
         }
 
         return Task.CompletedTask;
     }
 
-    public async Task<bool> ResumeAsync(ulong heldEpoch, int openCount)
+    public async Task<bool> ResumeAsync(ulong heldEpoch, Guid[] handleIds)
     {
         await _openClose.WaitAsync();
         try
         {
-            if (_opened)
+            if (_attachment is not null)
             {
-                // I/O reached this activation first and attached it already.
+                // I/O (or an open) reached this activation first and attached it already: the departing activation's
+                // clients hold it too. An earlier attempt that failed left nothing attached and is simply tried again.
+                _handles.Adopt(handleIds);
                 return true;
             }
 
@@ -62,7 +64,7 @@ public sealed partial class VolumeControllerGrain
                 return false;
             }
 
-            _openCount = Math.Max(openCount, 1);
+            _handles.Adopt(handleIds);
             return true;
         }
         finally
@@ -72,14 +74,14 @@ public sealed partial class VolumeControllerGrain
     }
 
     /// <summary>Runs outside the departing activation: asks its successor to resume, bounded in attempts.</summary>
-    private async Task HandOverAsync(IVolumeControllerGrain successor, string name, ulong epoch, int openCount)
+    private async Task HandOverAsync(IVolumeControllerGrain successor, string name, ulong epoch, Guid[] handleIds)
     {
         for (var attempt = 1; attempt <= ResumeAttempts; attempt++)
         {
             await Task.Delay(ResumeRetryDelay);
             try
             {
-                if (await successor.ResumeAsync(epoch, openCount))
+                if (await successor.ResumeAsync(epoch, handleIds))
                 {
                     return;
                 }

@@ -31,7 +31,7 @@ public sealed partial class VolumeControllerGrain(
     private readonly SemaphoreSlim _openClose = new(1, 1);
     private readonly Dictionary<long, DirtyEntry> _dirty = [];
     private string _name = "";
-    private int _openCount;
+    private readonly OpenHandles _handles = new();
     private bool _opened;
     private int _inflight;
     private TaskCompletionSource? _drained;
@@ -73,13 +73,29 @@ public sealed partial class VolumeControllerGrain(
         return Task.CompletedTask;
     }
 
-    public async Task<OpenReply> OpenAsync()
+    public async Task<OpenReply> OpenAsync(Guid handleId)
     {
+        if (handleId == Guid.Empty)
+        {
+            return new OpenReply(VolumeError.InvalidHandle, "an open must name its client handle (a non-empty id)", 0, 0, 0);
+        }
+
         // Opens and closes interleave with I/O but never with each other: a close that detaches must not race an open.
         await _openClose.WaitAsync();
         try
         {
-            return await OpenCoreAsync();
+            if (_handles.WasClosed(handleId))
+            {
+                return new OpenReply(VolumeError.InvalidHandle, $"handle {handleId} of '{_name}' was closed already; open with a new handle", 0, 0, 0);
+            }
+
+            var reply = await OpenCoreAsync();
+            if (reply.Error == VolumeError.None)
+            {
+                _handles.TryOpen(handleId);
+            }
+
+            return reply;
         }
         finally
         {
@@ -87,12 +103,15 @@ public sealed partial class VolumeControllerGrain(
         }
     }
 
-    public async Task CloseAsync()
+    public async Task CloseAsync(Guid handleId)
     {
         await _openClose.WaitAsync();
         try
         {
-            await CloseCoreAsync();
+            if (_handles.Close(handleId))
+            {
+                await CloseCoreAsync();
+            }
         }
         finally
         {
@@ -105,7 +124,6 @@ public sealed partial class VolumeControllerGrain(
         _opened = true;
         if (_attachment is not null && !_lost && _ready)
         {
-            _openCount++;
             return Reply();
         }
 
@@ -167,14 +185,14 @@ public sealed partial class VolumeControllerGrain(
         }
 
         StartMaintenance();
-        _openCount++;
         LogAttached(_name, localNode.Name, _attachment.Epoch, _dirty.Count);
         return Reply();
     }
 
+    /// <summary>Detaches once the last hold was released (the caller released one), after in-flight I/O drains.</summary>
     private async Task CloseCoreAsync()
     {
-        if (_openCount == 0 || --_openCount > 0)
+        if (_handles.Count > 0)
         {
             return;
         }
@@ -185,7 +203,7 @@ public sealed partial class VolumeControllerGrain(
             await Task.WhenAny(_drained.Task, Task.Delay(DrainTimeout));
         }
 
-        if (_openCount > 0 || _attachment is null)
+        if (_handles.Count > 0 || _attachment is null)
         {
             return;
         }
@@ -239,8 +257,24 @@ public sealed partial class VolumeControllerGrain(
         }
 
         LogImplicitAttach(_name, localNode.Name);
-        var reply = await OpenAsync();
-        return reply.Error == VolumeError.None && MayServe();
+        await _openClose.WaitAsync();
+        try
+        {
+            if (!_opened)
+            {
+                var reply = await OpenCoreAsync();
+                if (reply.Error == VolumeError.None)
+                {
+                    _handles.OpenImplicitly();
+                }
+            }
+        }
+        finally
+        {
+            _openClose.Release();
+        }
+
+        return MayServe();
     }
 
     /// <summary>I/O is allowed only while this node provably holds the volume: attached, not fenced, lease fresh.</summary>

@@ -55,19 +55,31 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
         }
 
         var controller = grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey(node.Name, exportName));
+        // One handle per NBD connection: its close releases exactly this connection's hold on the attachment.
+        var handleId = Guid.NewGuid();
         OpenReply reply;
         try
         {
-            reply = await controller.OpenAsync();
+            reply = await controller.OpenAsync(handleId);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {
+            // The open may have happened after all (a timeout while recovery ran long): release it, best effort.
+            try
+            {
+                await controller.CloseAsync(handleId);
+            }
+            catch (Exception close) when (close is OrleansException or TimeoutException)
+            {
+                // Nothing more to do from here.
+            }
+
             return NbdOpenResult.Refused(NbdOpenStatus.Unavailable, $"volume '{exportName}' is unavailable: {e.Message}");
         }
 
         return reply.Error switch
         {
-            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, exportName, reply.SizeBytes, reply.BlockSizeBytes)),
+            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, handleId, exportName, reply.SizeBytes, reply.BlockSizeBytes)),
             VolumeError.NotFound => NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, reply.Message),
             VolumeError.AttachedElsewhere => NbdOpenResult.Refused(NbdOpenStatus.PolicyRefused, reply.Message),
             _ => NbdOpenResult.Refused(NbdOpenStatus.Unavailable, reply.Message),
@@ -78,7 +90,7 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
 }
 
 /// <summary>One NBD connection's view of a volume; closing it releases the connection's hold on the attachment.</summary>
-internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string name, long sizeBytes, int blockSizeBytes) : INbdExport
+internal sealed class GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes) : INbdExport
 {
     private const int MaxZeroChunkBytes = 1 << 30;
 
@@ -159,7 +171,7 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, string n
     {
         try
         {
-            await controller.CloseAsync();
+            await controller.CloseAsync(handleId);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {
