@@ -82,6 +82,14 @@ public static class BenchReport
             text.AppendLine(ic, $"{tier.Job}: {tier.ServedFrom}.");
         }
 
+        if (run.SequentialWrite is { } sequential)
+        {
+            var disk = run.Find(BenchSystems.Disk)?.Find(FioJob.SeqWrite.Name)?.Fio.BandwidthMBps;
+            var versus = disk is > 0 ? string.Create(ic, $" Against the disk's {FioJob.SeqWrite.Name}: burst {sequential.BurstMBps / disk.Value:0.00}x, sustained {sequential.SustainedMBps / disk.Value:0.00}x.") : "";
+            text.AppendLine();
+            text.AppendLine(ic, $"Sequential writes over the whole volume, burst and sustained ({FioJob.SeqWrite.Name}, after destage drained): {sequential.Describe()}{versus}");
+        }
+
         text.AppendLine();
         text.AppendLine("| target | measured | need | status |");
         text.AppendLine("| --- | ---: | ---: | --- |");

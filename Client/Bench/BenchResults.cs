@@ -82,7 +82,8 @@ public sealed record BenchRun(
     IReadOnlyDictionary<string, long> SiloPeakRssBytes,
     double DurationSeconds,
     string LoadAverageAtStart,
-    string LoadAverageAtEnd)
+    string LoadAverageAtEnd,
+    SequentialWritePhases? SequentialWrite = null)
 {
     public SystemResult? Find(string system)
     {

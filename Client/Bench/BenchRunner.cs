@@ -31,7 +31,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             progress.WriteLine($"bench: loopback TCP round trip p50 {rtt:0.0} us");
             var fio = new FioRunner(directory);
             var systems = new List<SystemResult>();
-            var (converge, rss) = await RunConvergeAsync(directory, fio, cancellationToken);
+            var (converge, rss, sequential) = await RunConvergeAsync(directory, fio, cancellationToken);
             systems.Add(converge);
             systems.Add(await RunNbdkitAsync(fio, cancellationToken));
             var image = Path.Combine(directory, "qemu-nbd.raw");
@@ -50,7 +50,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
             return new BenchRun(
                 started, GitCommit(), command, Environment.ProcessorCount, ProcessStats.MachineMemoryBytes(), CpuModel(),
                 options.Compute, options.Storage, options.NvramMode, options.LogBandwidthMb, _plan.RuntimeSeconds, _plan.Repeat, _plan.WorkingSetBytes, rtt, systems, rss,
-                clock.Elapsed.TotalSeconds, load, LoadAverage());
+                clock.Elapsed.TotalSeconds, load, LoadAverage(), sequential);
         }
         finally
         {
@@ -58,7 +58,7 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
         }
     }
 
-    private async Task<(SystemResult Result, IReadOnlyDictionary<string, long> PeakRss)> RunConvergeAsync(
+    private async Task<(SystemResult Result, IReadOnlyDictionary<string, long> PeakRss, SequentialWritePhases? Sequential)> RunConvergeAsync(
         string directory, FioRunner fio, CancellationToken cancellationToken)
     {
         var cluster = NewCluster(Path.Combine(directory, "cluster"));
@@ -79,13 +79,16 @@ public sealed partial class BenchRunner(string repositoryRoot, BenchOptions opti
                 BenchSystems.Converge, $"fio nbd engine -> compute-1 NBD, {options.Storage} storage silos, mirrored, log in NVRAM mode {options.NvramMode}",
                 fio, new FioTarget.Nbd(nbdPort, VolumeName), pids, cancellationToken);
             result = result with { Jobs = [.. result.Jobs, .. await RunReadTiersAsync(cluster, layout, fio, pids, volumeId, cancellationToken)] };
+
+            // Last, through the node that read last: it overwrites the whole volume and leaves much of it undestaged.
+            var sequential = _plan.Quick ? null : await RunSequentialPhasesAsync(cluster, layout, layout.OfRole(NodeRoles.Compute).Last(), fio, cancellationToken);
             var rss = new Dictionary<string, long>();
             foreach (var (name, pid) in pids)
             {
                 rss[name] = ProcessStats.PeakRssBytes(pid) ?? 0;
             }
 
-            return (result, rss);
+            return (result, rss, sequential);
         }
         finally
         {

@@ -38,7 +38,8 @@ public sealed class FioRunner(string workDirectory)
 {
     private int _runs;
 
-    public static IReadOnlyList<string> Arguments(FioJob job, FioTarget target, long sizeBytes, int? runtimeSeconds, string outputPath)
+    /// <param name="bandwidthLogPrefix">When set, fio also logs its bandwidth once a second to <c>{prefix}_bw.1.log</c>.</param>
+    public static IReadOnlyList<string> Arguments(FioJob job, FioTarget target, long sizeBytes, int? runtimeSeconds, string outputPath, string? bandwidthLogPrefix = null)
     {
         var arguments = new List<string>
         {
@@ -54,6 +55,12 @@ public sealed class FioRunner(string workDirectory)
         {
             arguments.Add("--time_based");
             arguments.Add("--runtime=" + seconds.ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (bandwidthLogPrefix is not null)
+        {
+            arguments.Add("--write_bw_log=" + bandwidthLogPrefix);
+            arguments.Add("--log_avg_msec=1000");
         }
 
         arguments.AddRange(target.EngineArguments(job));
@@ -91,6 +98,25 @@ public sealed class FioRunner(string workDirectory)
     {
         var output = Path.Combine(workDirectory, $"fio-{Interlocked.Increment(ref _runs):D3}-{job.Name}.json");
         return await RunProcessAsync(job, Arguments(job, target, sizeBytes, runtimeSeconds, output), output, runtimeSeconds, cancellationToken);
+    }
+
+    /// <summary>Runs <paramref name="job"/> for <paramref name="runtimeSeconds"/> with fio's bandwidth logged every second (MB/s per second).</summary>
+    public async Task<(FioMeasurement Measurement, IReadOnlyList<double> MBpsPerSecond)> RunWithBandwidthLogAsync(
+        FioJob job, FioTarget target, long sizeBytes, int runtimeSeconds, CancellationToken cancellationToken)
+    {
+        var name = $"fio-{Interlocked.Increment(ref _runs):D3}-{job.Name}";
+        var output = Path.Combine(workDirectory, name + ".json");
+        var prefix = Path.Combine(workDirectory, name);
+        var measured = await RunProcessAsync(job, Arguments(job, target, sizeBytes, runtimeSeconds, output, prefix), output, runtimeSeconds, cancellationToken);
+        var log = prefix + "_bw.1.log";
+        try
+        {
+            return (measured, SequentialWritePhases.ParseBandwidthLog(await File.ReadAllTextAsync(log, cancellationToken)));
+        }
+        catch (Exception e) when (e is IOException or FormatException)
+        {
+            throw new BenchException($"could not read fio's bandwidth log {log}: {e.Message}");
+        }
     }
 
     private static async Task<FioMeasurement> RunProcessAsync(FioJob job, IReadOnlyList<string> arguments, string output, int? runtimeSeconds, CancellationToken cancellationToken)

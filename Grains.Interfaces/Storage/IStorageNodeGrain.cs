@@ -13,7 +13,8 @@ public sealed record StorageNodeStatus(
     [property: Id(7)] double DestageBusyMs,
     [property: Id(8)] int DestageFailures,
     [property: Id(9)] int SegmentsReleasedByLeader = 0,
-    [property: Id(10)] Guid[]? OpenSegmentIds = null);
+    [property: Id(10)] Guid[]? OpenSegmentIds = null,
+    [property: Id(11)] long NvramBudgetBytes = 0);
 
 /// <summary>Counters of a node's log since the silo started. Records per group commit = records over batches.</summary>
 [GenerateSerializer, Immutable, Alias("Converge.NodeLogStats")]

@@ -43,7 +43,7 @@ public sealed class StorageNodeGrain(StorageNodeLog nodeLog, DestageService dest
         }
 
         return Task.FromResult(new StorageNodeStatus(node.Name, log.GetChunkNumbers().Count, log.NvramUsedBytes, open.Count, sealedUndestaged,
-            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures, destage.SegmentsReleasedByLeader, [.. open]));
+            destaged, destage.DestagedPayloadBytes, destage.BusyMs, destage.Failures, destage.SegmentsReleasedByLeader, [.. open], log.NvramBudgetBytes));
     }
 
     public Task<NodeLogStats> GetLogStatsAsync()

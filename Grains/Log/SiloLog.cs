@@ -80,6 +80,9 @@ public sealed partial class SiloLog : IDisposable
     /// <summary>Records committed by group commits (records per commit = this over <see cref="BatchCount"/>).</summary>
     public long CommittedRecordCount => Interlocked.Read(ref _committedRecordCount);
 
+    /// <summary>How many frame bytes may wait for destage before appends get backpressure (<see cref="SiloLogOptions.NvramBudgetBytes"/>).</summary>
+    public long NvramBudgetBytes => _options.NvramBudgetBytes;
+
     /// <summary>Frame bytes of committed or admitted records not yet destaged.</summary>
     public long NvramUsedBytes
     {
