@@ -161,8 +161,10 @@ public static class BenchReport
         same session against nbdkit's memory plugin (the NBD protocol ceiling), qemu-nbd on a raw file (cache=none and
         cache=directsync) and the raw disk (O_DIRECT, fdatasync after each write); each system first runs unrecorded 4 KiB
         random writes (a warm-up: 5 s with --quick, else 15 s; runs before 2026-11-28 had none). Latencies are fio completion latency
-        (clat). Ratios are Converge / baseline: above 1 is better for IOPS, below 1 is better for latency. The JSON of
-        each run is kept in `bench-results/` (not committed).
+        (clat). Ratios are Converge / baseline: above 1 is better for IOPS, below 1 is better for latency. Without --quick,
+        Converge last writes 1 MiB blocks sequentially over the whole volume for 30 s: burst is the mean of the first 5 s,
+        sustained of the last 10 s, beside the fullest storage silo's NVRAM fill. The JSON of each run is kept in
+        `bench-results/` (not committed).
 
 
         """;
