@@ -78,10 +78,9 @@ public static class SiloHost
 
             builder.Services.AddDataChannelServer(dataListener);
         }
-        else
-        {
-            builder.Services.AddDataChannelClient();
-        }
+
+        // Compute nodes append through it; storage nodes' destage applies to other storage nodes through it.
+        builder.Services.AddDataChannelClient();
 
         builder.UseOrleans(silo =>
         {

@@ -5,13 +5,14 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Converge.DataPath;
+using Converge.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace Converge.Grains.DataChannel;
 
 /// <summary>
-/// A compute node's side of the data channel: one TCP connection per storage node, shared by every volume controller
-/// of this node, carrying append frames and their answers. A storage node's endpoint comes from a resolver: in a silo,
+/// A node's client side of the data channel: one TCP connection per storage node, shared by every volume controller
+/// of a compute node (append frames and their answers) or by a storage node's destage (apply frames and theirs). A storage node's endpoint comes from a resolver: in a silo,
 /// <see cref="Cluster.ClusterView.DataEndpointOf"/> (the newest active incarnation's published endpoint).
 /// </summary>
 /// <remarks>
@@ -23,6 +24,9 @@ public sealed partial class DataChannelClient : IDisposable
 {
     /// <summary>How long an append waits for its answer; the segment grain's append call had the same timeout.</summary>
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long an apply waits for its answer: it writes up to 18 MiB and fdatasyncs, as the replica grain's call allowed.</summary>
+    public static readonly TimeSpan ApplyTimeout = TimeSpan.FromSeconds(30);
 
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(200);
@@ -55,7 +59,30 @@ public sealed partial class DataChannelClient : IDisposable
         }
 
         var connection = ConnectionTo(node);
-        return connection is null ? Task.FromResult(Faulted(count)) : connection.AppendAsync(records, count);
+        return connection is null ? Task.FromResult(Faulted(count)) : connection.SendAsync(DataFrameType.Append, records, new AppendRequest(count, Stopwatch.GetTimestamp()));
+    }
+
+    /// <summary>
+    /// Sends an apply body (<see cref="ApplyFrame"/>) to <paramref name="node"/> and returns its answer; Faulted, with
+    /// the reason, when it cannot be reached or does not answer within <see cref="ApplyTimeout"/>.
+    /// </summary>
+    /// <param name="body">Borrowed until the returned task completes with any status but Faulted (then it may still be in a send).</param>
+    public Task<ExtentApplyReply> ApplyAsync(string node, ReadOnlyMemory<byte> body)
+    {
+        if (body.Length > DataFrameHeader.MaxApplyBodyBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(body), body.Length, $"an apply frame holds at most {DataFrameHeader.MaxApplyBodyBytes} bytes");
+        }
+
+        var request = new ApplyPending(node, Stopwatch.GetTimestamp());
+        var connection = ConnectionTo(node);
+        if (connection is null)
+        {
+            request.Fail("it has no active incarnation with a data endpoint");
+            return request.Task;
+        }
+
+        return connection.SendAsync(DataFrameType.Apply, body, request);
     }
 
     public void Dispose()
@@ -141,9 +168,9 @@ public sealed partial class DataChannelClient : IDisposable
     private sealed class Connection(DataChannelClient owner, string node, IPEndPoint endPoint)
     {
         private readonly object _lock = new();
-        private readonly Dictionary<ulong, PendingRequest> _pending = [];
+        private readonly Dictionary<ulong, IPendingRequest> _pending = [];
         private readonly Socket _socket = new(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        private readonly List<(ulong Id, ReadOnlyMemory<byte> Records)> _waiting = [];
+        private readonly List<(ulong Id, DataFrameType Type, ReadOnlyMemory<byte> Body)> _waiting = [];
         private FrameWriter? _writer;
         private ulong _nextId;
         private bool _failed;
@@ -157,17 +184,17 @@ public sealed partial class DataChannelClient : IDisposable
 
         public void Start() => _ = RunAsync();
 
-        /// <remarks>Appends made while the connection opens leave in the order they were made, once it is open.</remarks>
-        public Task<MirrorStatus[]> AppendAsync(ReadOnlyMemory<byte> records, int count)
+        /// <remarks>Frames sent while the connection opens leave in the order they were sent, once it is open.</remarks>
+        public Task<T> SendAsync<T>(DataFrameType type, ReadOnlyMemory<byte> body, PendingRequest<T> request)
         {
-            var request = new PendingRequest(count, Stopwatch.GetTimestamp());
             FrameWriter? writer;
             ulong id;
             lock (_lock)
             {
                 if (_failed)
                 {
-                    return Task.FromResult(Faulted(count));
+                    request.Fail("the connection failed");
+                    return request.Task;
                 }
 
                 id = ++_nextId;
@@ -175,13 +202,13 @@ public sealed partial class DataChannelClient : IDisposable
                 writer = _writer;
                 if (writer is null)
                 {
-                    _waiting.Add((id, records));
+                    _waiting.Add((id, type, body));
                     return request.Task;
                 }
             }
 
             // Sent outside the lock: a send that fails at once calls Fail, which takes the client's lock.
-            if (!writer.Send(DataFrameType.Append, id, records))
+            if (!writer.Send(type, id, body))
             {
                 Fail("the connection failed");
             }
@@ -194,7 +221,7 @@ public sealed partial class DataChannelClient : IDisposable
         {
             while (true)
             {
-                (ulong Id, ReadOnlyMemory<byte> Records)[] waiting;
+                (ulong Id, DataFrameType Type, ReadOnlyMemory<byte> Body)[] waiting;
                 lock (_lock)
                 {
                     if (_waiting.Count == 0)
@@ -207,9 +234,9 @@ public sealed partial class DataChannelClient : IDisposable
                     _waiting.Clear();
                 }
 
-                foreach (var (id, records) in waiting)
+                foreach (var (id, type, body) in waiting)
                 {
-                    if (!writer.Send(DataFrameType.Append, id, records))
+                    if (!writer.Send(type, id, body))
                     {
                         Fail("the connection failed");
                         return;
@@ -258,31 +285,31 @@ public sealed partial class DataChannelClient : IDisposable
                 var frame = await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false)
                     ?? throw new IOException("the node closed the connection");
                 Volatile.Write(ref _lastReceivedTicks, Stopwatch.GetTimestamp());
-                if (frame.Header.Type != DataFrameType.AppendReply)
-                {
-                    ReturnBody(frame.Body);
-                    throw new InvalidDataException($"a {frame.Header.Type} frame where append replies are expected");
-                }
-
-                PendingRequest? request;
+                IPendingRequest? request;
                 lock (_lock)
                 {
                     _pending.Remove(frame.Header.RequestId, out request);
                 }
 
-                if (request is not null)
+                try
                 {
-                    var statuses = new MirrorStatus[frame.Header.BodyLength];
-                    for (var i = 0; i < statuses.Length; i++)
+                    if (frame.Header.Type is not (DataFrameType.AppendReply or DataFrameType.ApplyReply))
                     {
-                        statuses[i] = (MirrorStatus)frame.Body[i];
+                        throw new InvalidDataException($"a {frame.Header.Type} frame where replies are expected");
                     }
 
-                    request.TrySetResult(statuses);
+                    // Otherwise answered after its timeout: the caller has already counted this node failed.
+                    request?.Complete(frame.Header.Type, frame.Body.AsSpan(0, frame.Header.BodyLength));
                 }
-
-                // Otherwise answered after its timeout: the writer has already counted this mirror failed.
-                ReturnBody(frame.Body);
+                catch (InvalidDataException e)
+                {
+                    request?.Fail(e.Message);
+                    throw;
+                }
+                finally
+                {
+                    ReturnBody(frame.Body);
+                }
             }
         }
 
@@ -292,17 +319,17 @@ public sealed partial class DataChannelClient : IDisposable
         /// </summary>
         public void ExpireRequests(long now)
         {
-            List<PendingRequest>? expired = null;
+            List<IPendingRequest>? expired = null;
             var silent = false;
             lock (_lock)
             {
                 foreach (var (id, request) in _pending)
                 {
-                    if (Stopwatch.GetElapsedTime(request.StartedTicks, now) >= RequestTimeout)
+                    if (Stopwatch.GetElapsedTime(request.StartedTicks, now) >= request.Timeout)
                     {
                         (expired ??= []).Add(request);
                         _pending.Remove(id);
-                        silent |= Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReceivedTicks), now) >= RequestTimeout;
+                        silent |= Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReceivedTicks), now) >= request.Timeout;
                     }
                 }
             }
@@ -314,18 +341,18 @@ public sealed partial class DataChannelClient : IDisposable
 
             foreach (var request in expired)
             {
-                request.TrySetResult(Faulted(request.Count));
+                request.Fail($"no answer within {request.Timeout.TotalSeconds:F0} s");
             }
 
             if (silent)
             {
-                Fail($"no answer within {RequestTimeout.TotalSeconds:F0} s");
+                Fail($"no answer within {expired[0].Timeout.TotalSeconds:F0} s");
             }
         }
 
         public void Fail(string reason)
         {
-            List<PendingRequest> pending;
+            List<IPendingRequest> pending;
             lock (_lock)
             {
                 if (_failed)
@@ -344,7 +371,7 @@ public sealed partial class DataChannelClient : IDisposable
             _socket.Dispose();
             foreach (var request in pending)
             {
-                request.TrySetResult(Faulted(request.Count));
+                request.Fail(reason);
             }
         }
 
@@ -357,12 +384,72 @@ public sealed partial class DataChannelClient : IDisposable
         }
     }
 
-    /// <summary>An append waiting for its answer. Completed from the receive loop; the awaiting grain resumes on its own scheduler.</summary>
-    private sealed class PendingRequest(int count, long startedTicks) : TaskCompletionSource<MirrorStatus[]>
+    /// <summary>A request waiting for its answer, completed from the receive loop or failed by the watchdog or a closed connection.</summary>
+    private interface IPendingRequest
     {
-        public int Count { get; } = count;
+        long StartedTicks { get; }
 
+        TimeSpan Timeout { get; }
+
+        /// <exception cref="InvalidDataException">The answer is not one this request can take.</exception>
+        void Complete(DataFrameType type, ReadOnlySpan<byte> body);
+
+        void Fail(string reason);
+    }
+
+    /// <summary>
+    /// An awaiting grain resumes on its own scheduler, so appends complete inline; destage has none, so applies complete
+    /// asynchronously, to keep its next batch off the receive loop.
+    /// </summary>
+    private abstract class PendingRequest<T>(long startedTicks, TimeSpan timeout, TaskCreationOptions options = TaskCreationOptions.None)
+        : TaskCompletionSource<T>(options), IPendingRequest
+    {
         public long StartedTicks { get; } = startedTicks;
+
+        public TimeSpan Timeout { get; } = timeout;
+
+        public abstract void Complete(DataFrameType type, ReadOnlySpan<byte> body);
+
+        public abstract void Fail(string reason);
+    }
+
+    private sealed class AppendRequest(int count, long startedTicks) : PendingRequest<MirrorStatus[]>(startedTicks, RequestTimeout)
+    {
+        public override void Complete(DataFrameType type, ReadOnlySpan<byte> body)
+        {
+            if (type != DataFrameType.AppendReply)
+            {
+                throw new InvalidDataException($"a {type} frame answered an append");
+            }
+
+            var statuses = new MirrorStatus[body.Length];
+            for (var i = 0; i < statuses.Length; i++)
+            {
+                statuses[i] = (MirrorStatus)body[i];
+            }
+
+            TrySetResult(statuses);
+        }
+
+        public override void Fail(string reason) => TrySetResult(Faulted(count));
+    }
+
+    private sealed class ApplyPending(string node, long startedTicks)
+        : PendingRequest<ExtentApplyReply>(startedTicks, ApplyTimeout, TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public override void Complete(DataFrameType type, ReadOnlySpan<byte> body)
+        {
+            var reply = type == DataFrameType.ApplyReply ? ApplyFrame.TryDecodeReply(body) : null;
+            if (reply is null)
+            {
+                throw new InvalidDataException($"a {type} frame of {body.Length} bytes answered an apply");
+            }
+
+            TrySetResult(reply);
+        }
+
+        public override void Fail(string reason) =>
+            TrySetResult(new ExtentApplyReply(ExtentStatus.Faulted, 0, 0, $"data channel to {node}: {reason}"));
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Data channel to {Node} at {EndPoint} closed: {Reason}; {Pending} appends in flight counted failed")]

@@ -45,10 +45,17 @@ public sealed class DataChannelListener : IDisposable
 
 /// <summary>
 /// Serves the data channel on a storage node: compute nodes' append frames go straight to <see cref="SegmentAppender"/>
-/// and each is answered when its records are committed, with no grain call on either side. Identity, placement,
-/// fencing and everything else stay with the grains. Format and failure handling: docs/data-channel.md.
+/// and each is answered when its records are committed, and other storage nodes' destage applies go straight to the
+/// extent store (<see cref="Extents.ExtentApplier"/>) and are answered once durable, with no grain call on either side.
+/// Identity, placement, fencing and everything else stay with the grains. Format and failure handling:
+/// docs/data-channel.md.
 /// </summary>
-public sealed partial class DataChannelServer(DataChannelListener listener, SegmentAppender appender, LocalNode localNode, ILogger<DataChannelServer> logger)
+public sealed partial class DataChannelServer(
+    DataChannelListener listener,
+    SegmentAppender appender,
+    Extents.ExtentApplier applier,
+    LocalNode localNode,
+    ILogger<DataChannelServer> logger)
     : BackgroundService
 {
     /// <summary>Append bytes one connection may have waiting for their commit before it stops reading.</summary>
@@ -122,14 +129,16 @@ public sealed partial class DataChannelServer(DataChannelListener listener, Segm
                     return;
                 }
 
-                if (f.Header.Type != DataFrameType.Append)
+                if (f.Header.Type is not (DataFrameType.Append or DataFrameType.Apply))
                 {
-                    ArrayPool<byte>.Shared.Return(f.Body);
-                    throw new InvalidDataException($"a {f.Header.Type} frame where appends are expected");
+                    ReturnBody(f.Body);
+                    throw new InvalidDataException($"a {f.Header.Type} frame where appends or applies are expected");
                 }
 
                 await connection.AdmitAsync(f.Header.BodyLength, stoppingToken).ConfigureAwait(false);
-                _ = AppendAsync(f.Header, f.Body, writer, connection);
+                _ = f.Header.Type == DataFrameType.Append
+                    ? AppendAsync(f.Header, f.Body, writer, connection)
+                    : ApplyAsync(f.Header, f.Body, writer, connection);
             }
         }
         catch (InvalidDataException e)
@@ -186,7 +195,7 @@ public sealed partial class DataChannelServer(DataChannelListener listener, Segm
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(hello.Body);
+            ReturnBody(hello.Body);
         }
     }
 
@@ -210,12 +219,42 @@ public sealed partial class DataChannelServer(DataChannelListener listener, Segm
         }
         finally
         {
-            if (header.BodyLength > 0)
-            {
-                ArrayPool<byte>.Shared.Return(body);
-            }
-
+            ReturnBody(body);
             connection.Release(header.BodyLength);
+        }
+    }
+
+    /// <summary>
+    /// Applies one placement group's extent writes and answers once they are durable here; a body that does not parse
+    /// is answered Invalid and changes nothing. The writes point into the frame body until the apply completes.
+    /// </summary>
+    private async Task ApplyAsync(DataFrameHeader header, byte[] body, FrameWriter writer, ConnectionState connection)
+    {
+        try
+        {
+            var request = ApplyFrame.TryDecode(body.AsMemory(0, header.BodyLength), out var error);
+            var reply = request is null
+                ? new Converge.Storage.ExtentApplyReply(Converge.Storage.ExtentStatus.Invalid, 0, 0, $"malformed apply: {error}")
+                : await applier.ApplyAsync(request.VolumeId, request.Group, request.BlockSizeBytes, request.Writes).ConfigureAwait(false);
+            writer.Send(DataFrameType.ApplyReply, header.RequestId, ApplyFrame.EncodeReply(reply));
+        }
+        catch (Exception e)
+        {
+            // As for appends: no answer rather than a wrong one; destage times the apply out and tries again later.
+            LogApplyFailed(e);
+        }
+        finally
+        {
+            ReturnBody(body);
+            connection.Release(header.BodyLength);
+        }
+    }
+
+    private static void ReturnBody(byte[] body)
+    {
+        if (body.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(body);
         }
     }
 
@@ -275,6 +314,9 @@ public sealed partial class DataChannelServer(DataChannelListener listener, Segm
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Data channel: an append failed unexpectedly; it gets no answer")]
     private partial void LogAppendFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Data channel: an apply failed unexpectedly; it gets no answer")]
+    private partial void LogApplyFailed(Exception exception);
 }
 
 public static class DataChannelRegistration
@@ -283,7 +325,7 @@ public static class DataChannelRegistration
     public static IServiceCollection AddDataChannelServer(this IServiceCollection services, DataChannelListener listener) =>
         services.AddSingleton(listener).AddHostedService<DataChannelServer>();
 
-    /// <summary>The data channel's client side (a compute node: its volume controllers append through it).</summary>
+    /// <summary>The data channel's client side (compute nodes' volume controllers append through it; storage nodes' destage applies through it).</summary>
     public static IServiceCollection AddDataChannelClient(this IServiceCollection services) =>
         services.AddSingleton(sp => new DataChannelClient(
             sp.GetRequiredService<ClusterView>().DataEndpointOf, sp.GetRequiredService<ILogger<DataChannelClient>>()));

@@ -16,6 +16,12 @@ public enum DataFrameType : byte
 
     /// <summary>One <see cref="DataPath.MirrorStatus"/> byte per record of the append with the same request id.</summary>
     AppendReply = 4,
+
+    /// <summary>Storage node to storage node: destage's extent writes for one placement group's replica (<see cref="ApplyFrame"/>).</summary>
+    Apply = 5,
+
+    /// <summary>The outcome of the apply with the same request id, once durable or refused (<see cref="ApplyFrame"/>).</summary>
+    ApplyReply = 6,
 }
 
 public enum HelloStatus : byte
@@ -38,13 +44,20 @@ public readonly record struct DataFrameHeader(int BodyLength, DataFrameType Type
     public const int Length = 16;
 
     /// <summary>Version carried in <see cref="DataFrameType.Hello"/>.</summary>
-    public const ushort ProtocolVersion = 1;
+    /// <remarks>Version 2 added <see cref="DataFrameType.Apply"/>; a node refuses a hello of any other version.</remarks>
+    public const ushort ProtocolVersion = 2;
 
     /// <summary>
     /// The largest append body: the writer's batches stop at 1 MiB and its largest single record is 64 KiB plus
     /// overhead, so 4 MiB leaves room and still bounds what one frame can make a node buffer.
     /// </summary>
     public const int MaxAppendBodyBytes = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// The largest apply body: destage gathers at most 16 MiB of payload per round plus one record (at most 1 MiB), and
+    /// its 4,096 writes take 32 bytes of header each.
+    /// </summary>
+    public const int MaxApplyBodyBytes = 18 * 1024 * 1024;
 
     /// <summary>The largest hello body: a version and a node name.</summary>
     public const int MaxHelloBodyBytes = 256;
@@ -75,6 +88,8 @@ public readonly record struct DataFrameHeader(int BodyLength, DataFrameType Type
             DataFrameType.Hello or DataFrameType.HelloReply => MaxHelloBodyBytes,
             DataFrameType.Append => MaxAppendBodyBytes,
             DataFrameType.AppendReply => (MaxAppendBodyBytes / Converge.Log.LogRecord.OverheadBytes) + 1,
+            DataFrameType.Apply => MaxApplyBodyBytes,
+            DataFrameType.ApplyReply => ApplyFrame.ReplyHeaderLengthBytes + ApplyFrame.MaxReplyMessageBytes,
             _ => -1,
         };
         if (max < 0)

@@ -126,7 +126,11 @@ public sealed partial class DestageService
         return (payloadBytes, touched);
     }
 
-    /// <summary>Applies every group's writes to both of its replicas at once; returns when all are durable, else throws.</summary>
+    /// <summary>
+    /// Applies every group's writes to both of its replicas at once; returns when all are durable, else throws. A replica
+    /// on this node is applied directly; one on another node gets the writes over the data channel, encoded once per
+    /// group (at most <see cref="DataChannel.DataFrameHeader.MaxApplyBodyBytes"/> per frame) for every remote replica.
+    /// </summary>
     private async Task ApplyBatchAsync(Batch batch, CancellationToken cancellationToken)
     {
         if (batch.WriteCount == 0)
@@ -137,32 +141,69 @@ public sealed partial class DestageService
         cancellationToken.ThrowIfCancellationRequested();
         var calls = new List<Task<ExtentApplyReply>>();
         var targets = new List<string>();
-        foreach (var (group, writes) in batch.Groups)
-        {
-            var replicas = batch.Map.Groups[group];
-            var array = writes.ToArray();
-            foreach (var node in new[] { replicas.NodeA, replicas.NodeB })
-            {
-                calls.Add(grains.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(node, batch.Map.VolumeId, group))
-                    .ApplyDurableAsync(batch.Map.BlockSizeBytes, array));
-                targets.Add($"{node} group {group}");
-            }
-        }
-
+        var bodies = new List<byte[]>();
+        var map = batch.Map;
         try
         {
-            await Task.WhenAll(calls);
+            // Every frame is encoded before any apply starts, so nothing can fail between starting applies and awaiting them.
+            var remote = new List<(string Node, int Group, ReadOnlyMemory<byte> Body)>();
+            foreach (var (group, writes) in batch.Groups)
+            {
+                var replicas = map.Groups[group];
+                foreach (var (from, count) in replicas.NodeA == localNode.Name && replicas.NodeB == localNode.Name ? [] : FrameSlices(writes))
+                {
+                    var slice = writes.GetRange(from, count);
+                    var body = ArrayPool<byte>.Shared.Rent(DataChannel.ApplyFrame.EncodedLength(slice));
+                    bodies.Add(body);
+                    var length = DataChannel.ApplyFrame.Encode(body, map.VolumeId, group, map.BlockSizeBytes, slice);
+                    foreach (var node in new[] { replicas.NodeA, replicas.NodeB }.Where(n => n != localNode.Name))
+                    {
+                        remote.Add((node, group, body.AsMemory(0, length)));
+                    }
+                }
+            }
+
+            foreach (var (group, writes) in batch.Groups)
+            {
+                var replicas = map.Groups[group];
+                if (replicas.NodeA == localNode.Name || replicas.NodeB == localNode.Name)
+                {
+                    calls.Add(applier.ApplyAsync(map.VolumeId, group, map.BlockSizeBytes, writes));
+                    targets.Add($"{localNode.Name} group {group}");
+                }
+            }
+
+            foreach (var (node, group, body) in remote)
+            {
+                calls.Add(dataChannel.ApplyAsync(node, body));
+                targets.Add($"{node} group {group}");
+            }
+
+            try
+            {
+                await Task.WhenAll(calls);
+            }
+            catch (Exception) when (calls.Any(c => c.IsCompletedSuccessfully))
+            {
+                // Report the first failure below with its replica named.
+            }
         }
-        catch (Exception) when (calls.Any(c => c.IsCompletedSuccessfully))
+        finally
         {
-            // Report the first failure below with its replica named.
+            // A body stays borrowed while a Faulted apply may still be in a send: leave those to the garbage collector.
+            if (calls.All(c => c.IsCompletedSuccessfully && c.Result.Status != ExtentStatus.Faulted))
+            {
+                foreach (var body in bodies)
+                {
+                    ArrayPool<byte>.Shared.Return(body);
+                }
+            }
         }
 
         for (var i = 0; i < calls.Count; i++)
         {
             if (!calls[i].IsCompletedSuccessfully)
             {
-                batch.Abandoned = true;
                 throw new DestageDeferredException($"replica {targets[i]} failed: {calls[i].Exception?.GetBaseException().Message}");
             }
 
@@ -173,6 +214,27 @@ public sealed partial class DestageService
         }
 
         batch.Clear();
+    }
+
+    /// <summary>Splits one group's writes into runs whose apply bodies each fit one data-channel frame.</summary>
+    private static IEnumerable<(int From, int Count)> FrameSlices(List<ExtentWrite> writes)
+    {
+        var from = 0;
+        long bytes = DataChannel.ApplyFrame.HeaderLengthBytes;
+        for (var i = 0; i < writes.Count; i++)
+        {
+            var size = DataChannel.ApplyFrame.WriteHeaderLengthBytes + writes[i].Payload.Length;
+            if (i > from && bytes + size > DataChannel.DataFrameHeader.MaxApplyBodyBytes)
+            {
+                yield return (from, i - from);
+                from = i;
+                bytes = DataChannel.ApplyFrame.HeaderLengthBytes;
+            }
+
+            bytes += size;
+        }
+
+        yield return (from, writes.Count - from);
     }
 
     /// <summary>Extent writes grouped by placement group, and the pooled record buffers their payloads point into.</summary>
@@ -209,12 +271,6 @@ public sealed partial class DestageService
             PayloadBytes += write.Payload.Length;
         }
 
-        /// <summary>
-        /// Set when an apply failed or timed out: a same-silo replica may still be reading the buffers (immutable
-        /// arguments are passed by reference), so they are left to the garbage collector instead of the pool.
-        /// </summary>
-        public bool Abandoned { get; set; }
-
         /// <summary>After a durable apply. Applies happen only at record boundaries (or inside a zero record, which has no buffer), so every buffer is done.</summary>
         public void Clear()
         {
@@ -224,14 +280,15 @@ public sealed partial class DestageService
             ReturnBuffers();
         }
 
+        /// <summary>
+        /// Every apply that read these buffers has completed: applies on this node are awaited, and remote replicas
+        /// get copies in their frame bodies.
+        /// </summary>
         public void ReturnBuffers()
         {
-            if (!Abandoned)
+            foreach (var buffer in _buffers)
             {
-                foreach (var buffer in _buffers)
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                }
+                ArrayPool<byte>.Shared.Return(buffer);
             }
 
             _buffers.Clear();

@@ -18,6 +18,8 @@ public sealed partial class DestageService(
     StorageNodeLog nodeLog,
     LocalNode localNode,
     IGrainFactory grains,
+    DataChannel.DataChannelClient dataChannel,
+    Extents.ExtentApplier applier,
     DestageSignal signal,
     Rereplication.NodeFence fence,
     ILogger<DestageService> logger) : BackgroundService
@@ -267,6 +269,7 @@ public static class DestageRegistration
         services.AddHostedService<Rereplication.NodeFenceService>();
         services.AddSingleton<Extents.ExtentStoreRegistry>(sp => new Extents.ExtentStoreRegistry(
             sp.GetRequiredService<LocalNode>(), sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton<Extents.ExtentApplier>();
         services.AddSingleton<DestageService>();
         services.AddHostedService(sp => sp.GetRequiredService<DestageService>());
         return services;

@@ -12,7 +12,7 @@ namespace Converge.Grains.Extents;
 /// <see cref="ExtentStoreRegistry"/>, which serializes applies and lets reads run beside them, so the grain is reentrant.
 /// </summary>
 [NodePinnedPlacement, Reentrant]
-public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, Rereplication.NodeFence fence, ILogger<ExtentReplicaGrain> logger)
+public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, ExtentApplier applier, Rereplication.NodeFence fence, ILogger<ExtentReplicaGrain> logger)
     : Grain, IExtentReplicaGrain
 {
     /// <summary>The most blocks one read returns (one extent at the default 4 MiB / 4 KiB).</summary>
@@ -33,29 +33,8 @@ public sealed partial class ExtentReplicaGrain(ExtentStoreRegistry stores, Rerep
         return Task.CompletedTask;
     }
 
-    public async Task<ExtentApplyReply> ApplyDurableAsync(int blockSizeBytes, ExtentWrite[] writes)
-    {
-        if (fence.IsRemoved)
-        {
-            return new ExtentApplyReply(ExtentStatus.Faulted, 0, 0, Rereplication.NodeFence.RemovedMessage);
-        }
-
-        try
-        {
-            using var lease = stores.Acquire(_volumeId, _group, blockSizeBytes);
-            var result = await lease.Store.ApplyAsync(writes);
-            return new ExtentApplyReply(ExtentStatus.Ok, result.BlocksApplied, result.BlocksSkipped, "");
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-        {
-            return new ExtentApplyReply(ExtentStatus.Invalid, 0, 0, e.Message);
-        }
-        catch (Exception e) when (e is StorageFaultException or ExtentCorruptException or ObjectDisposedException)
-        {
-            LogFault(_volumeId, _group, e.Message);
-            return new ExtentApplyReply(ExtentStatus.Faulted, 0, 0, e.Message);
-        }
-    }
+    public Task<ExtentApplyReply> ApplyDurableAsync(int blockSizeBytes, ExtentWrite[] writes) =>
+        applier.ApplyAsync(_volumeId, _group, blockSizeBytes, writes);
 
     public Task<ExtentReadReply> ReadBlocksAsync(int blockSizeBytes, long blockIndex, int count)
     {

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using Converge.DataPath;
 using Converge.Grains.DataChannel;
+using Converge.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
 using static Converge.Tests.WritePath.DataFrameSocket;
@@ -142,6 +143,67 @@ public sealed class DataChannelClientTests : IDisposable
         Assert.All(lost, statuses => Assert.Equal([MirrorStatus.Faulted], statuses));
         Assert.Equal([MirrorStatus.Ok], next);
         Assert.Equal(2, connections);
+    }
+
+    [Fact]
+    public async Task AppliesAndAppends_ShareAConnection_EachAnsweredByItsOwnKindOfReply()
+    {
+        byte[]? received = null;
+        var node = Serve(async socket =>
+        {
+            await HandshakeAsync(socket, "storage-2");
+            var (apply, body) = await ReadFrameAsync(socket);
+            var (append, _) = await ReadFrameAsync(socket);
+            received = body;
+            await SendFrameAsync(socket, DataFrameType.AppendReply, append.RequestId, [(byte)MirrorStatus.Ok]);
+            await SendFrameAsync(socket, DataFrameType.ApplyReply, apply.RequestId, ApplyFrame.EncodeReply(new ExtentApplyReply(ExtentStatus.Ok, 3, 1, "")));
+            await ReadFrameAsync(socket);
+        });
+        using var client = new DataChannelClient(_ => node, NullLogger<DataChannelClient>.Instance);
+        var applyBody = new byte[ApplyFrame.HeaderLengthBytes];
+        applyBody[0] = 0x5A;
+
+        var applied = client.ApplyAsync("storage-2", applyBody);
+        var appended = client.AppendAsync("storage-2", Records, 1);
+
+        Assert.Equal([MirrorStatus.Ok], await appended.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(new ExtentApplyReply(ExtentStatus.Ok, 3, 1, ""), await applied.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(applyBody, received);
+    }
+
+    [Fact]
+    public async Task ApplyAnsweredWithTheWrongKindOfReply_IsFaultedWithTheReason_AndTheConnectionDropped()
+    {
+        var connections = 0;
+        var node = Serve(async socket =>
+        {
+            Interlocked.Increment(ref connections);
+            await HandshakeAsync(socket, "storage-2");
+            var (apply, _) = await ReadFrameAsync(socket);
+            await SendFrameAsync(socket, DataFrameType.AppendReply, apply.RequestId, [(byte)MirrorStatus.Ok]);
+            await ReadFrameAsync(socket);
+        });
+        using var client = new DataChannelClient(_ => node, NullLogger<DataChannelClient>.Instance);
+
+        var reply = await client.ApplyAsync("storage-2", new byte[ApplyFrame.HeaderLengthBytes]).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(ExtentStatus.Faulted, reply.Status);
+        Assert.Contains("storage-2", reply.Message);
+        Assert.Contains("AppendReply", reply.Message);
+
+        // The connection that answered out of protocol is gone: the next request opens another.
+        await client.ApplyAsync("storage-2", new byte[ApplyFrame.HeaderLengthBytes]).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(2, connections);
+    }
+
+    [Fact]
+    public async Task ApplyToANodeWithNoEndpoint_IsFaultedAtOnce_WithTheReason()
+    {
+        using var client = new DataChannelClient(_ => null, NullLogger<DataChannelClient>.Instance);
+
+        var reply = await client.ApplyAsync("storage-9", new byte[ApplyFrame.HeaderLengthBytes]);
+
+        Assert.Equal(ExtentStatus.Faulted, reply.Status);
+        Assert.Contains("storage-9", reply.Message);
     }
 
     /// <summary>A loopback listener running <paramref name="session"/> for each connection (closed after it); its endpoint.</summary>

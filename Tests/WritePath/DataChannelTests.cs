@@ -5,6 +5,11 @@ using Converge.Cluster;
 using Converge.DataPath;
 using Converge.Grains.DataChannel;
 using Converge.Log;
+using ExtentApplyReply = Converge.Storage.ExtentApplyReply;
+using ExtentBlock = Converge.Storage.ExtentBlock;
+using ExtentStatus = Converge.Storage.ExtentStatus;
+using ExtentWrite = Converge.Storage.ExtentWrite;
+using IExtentReplicaGrain = Converge.Storage.IExtentReplicaGrain;
 using Xunit;
 using static Converge.Tests.WritePath.DataFrameSocket;
 
@@ -55,6 +60,64 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
 
         Assert.Equal(MirrorStatus.Gone, (await segment.ReadAsync(new Lsn(1, 2), 4096, 4096)).Status);
         Assert.Equal([new Lsn(1, 1), new Lsn(1, 3)], (await segment.GetEntriesAsync()).Entries.Select(e => e.Lsn));
+    }
+
+    [Fact]
+    public async Task ApplyFrame_IsDurableOnTheReplica_AndOneThatContradictsItChangesNothing()
+    {
+        const int blockSize = 4096;
+        var volumeId = Guid.NewGuid();
+        var replica = cluster.Grains.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key("storage-1", volumeId, 0));
+        var data = Enumerable.Range(0, 2 * blockSize).Select(i => (byte)(i % 251)).ToArray();
+        using var socket = await ConnectAsync("storage-1");
+        Assert.Equal(HelloStatus.Ok, await HelloAsync(socket, "storage-1"));
+
+        // Block 1024 starts extent 1, which belongs to group 1: the whole apply is refused, its valid write included.
+        ExtentWrite[] mixed =
+        [
+            ExtentWrite.Data(volumeId, 8, new Converge.Storage.Lsn(1, 1), data, blockSize),
+            ExtentWrite.Data(volumeId, 1024, new Converge.Storage.Lsn(1, 2), data, blockSize),
+        ];
+        var refused = await ApplyAsync(socket, 40, volumeId, mixed);
+        Assert.Equal(ExtentStatus.Invalid, refused.Status);
+        Assert.Contains("group", refused.Message);
+
+        // A body that does not parse is answered, and the connection goes on serving.
+        var garbage = new byte[ApplyFrame.HeaderLengthBytes + 5];
+        await SendFrameAsync(socket, DataFrameType.Apply, 41, garbage);
+        var (garbageHeader, garbageReply) = await ReadFrameAsync(socket);
+        Assert.Equal((DataFrameType.ApplyReply, 41UL), (garbageHeader.Type, garbageHeader.RequestId));
+        Assert.Contains("malformed apply", ApplyFrame.TryDecodeReply(garbageReply)!.Message);
+
+        var unwritten = await replica.ReadBlocksAsync(blockSize, 8, 2);
+        Assert.All(unwritten.Blocks, b => Assert.Equal(ExtentBlock.Unwritten, b.State));
+
+        ExtentWrite[] valid =
+        [
+            ExtentWrite.Data(volumeId, 8, new Converge.Storage.Lsn(1, 1), data, blockSize),
+            ExtentWrite.Zero(volumeId, 20, 3, new Converge.Storage.Lsn(1, 2)),
+        ];
+        var applied = await ApplyAsync(socket, 42, volumeId, valid);
+        Assert.Equal((ExtentStatus.Ok, 5, 0), (applied.Status, applied.BlocksApplied, applied.BlocksSkipped));
+
+        var read = await replica.ReadBlocksAsync(blockSize, 8, 2);
+        Assert.Equal(data, read.Data);
+        Assert.All(read.Blocks, b => Assert.Equal((ExtentBlock.Data, new Lsn(1, 1)), (b.State, b.Lsn)));
+        Assert.All((await replica.ReadBlocksAsync(blockSize, 20, 3)).Blocks, b => Assert.Equal(ExtentBlock.Zero, b.State));
+
+        // The same apply again is a duplicate: every block skipped.
+        var again = await ApplyAsync(socket, 43, volumeId, valid);
+        Assert.Equal((ExtentStatus.Ok, 0, 5), (again.Status, again.BlocksApplied, again.BlocksSkipped));
+    }
+
+    private static async Task<ExtentApplyReply> ApplyAsync(Socket socket, ulong requestId, Guid volumeId, ExtentWrite[] writes)
+    {
+        var body = new byte[ApplyFrame.EncodedLength(writes)];
+        ApplyFrame.Encode(body, volumeId, 0, 4096, writes);
+        await SendFrameAsync(socket, DataFrameType.Apply, requestId, body);
+        var (header, reply) = await ReadFrameAsync(socket);
+        Assert.Equal((DataFrameType.ApplyReply, requestId), (header.Type, header.RequestId));
+        return ApplyFrame.TryDecodeReply(reply) ?? throw new InvalidDataException("a malformed apply reply");
     }
 
     [Fact]
