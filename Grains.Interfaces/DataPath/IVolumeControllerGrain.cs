@@ -78,11 +78,51 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes);
 
     /// <summary>
+    /// Several writes in one call, each handled exactly as <see cref="WriteAcknowledgedAsync"/> (started in array order,
+    /// acknowledged independently); the statuses come back in the same order once all are settled. For a client with many
+    /// writes in flight at once (the NBD gateway gathers what one connection dispatches together): one grain call instead
+    /// of one each. At most <see cref="VolumeBatch.MaxRequests"/> writes; arrays of different lengths are refused with
+    /// <see cref="ArgumentException"/> before any write starts.
+    /// </summary>
+    [Alias("WriteMany"), ResponseTimeout("00:00:10")]
+    Task<IoStatus[]> WriteManyAcknowledgedAsync([Immutable] long[] offsetsBytes, [Immutable] ReadOnlyMemory<byte>[] data, long notAfterUtcTicks = 0);
+
+    /// <summary>Several reads in one call, each as <see cref="ReadAsync"/>; limits and refusals as for <see cref="WriteManyAcknowledgedAsync"/>.</summary>
+    [Alias("ReadMany"), ResponseTimeout("00:00:10")]
+    Task<VolumeReadReply[]> ReadManyAsync([Immutable] long[] offsetsBytes, [Immutable] int[] lengthsBytes);
+
+    /// <summary>
     /// Diagnostics: every copy of one block this controller can see (its dirty entry, the cache, the log mirrors of the
     /// dirty segment, each extent replica), each with its LSN and data. Changes nothing; for drills and support.
     /// </summary>
     [Alias("DescribeBlock"), ResponseTimeout("00:00:20")]
     Task<BlockCopy[]> DescribeBlockAsync(long block);
+}
+
+/// <summary>Limits of the controller's batch calls.</summary>
+public static class VolumeBatch
+{
+    /// <summary>The most requests one <see cref="IVolumeControllerGrain.WriteManyAcknowledgedAsync"/> or <see cref="IVolumeControllerGrain.ReadManyAsync"/> carries.</summary>
+    public const int MaxRequests = 256;
+
+    /// <summary>Throws <see cref="ArgumentException"/> unless the arrays pair up and hold 1 to <see cref="MaxRequests"/> requests.</summary>
+    public static void Validate(Array? first, Array? second)
+    {
+        if (first is null || second is null)
+        {
+            throw new ArgumentException("a batch needs both arrays");
+        }
+
+        if (first.Length != second.Length)
+        {
+            throw new ArgumentException($"a batch of {first.Length} offsets and {second.Length} other entries");
+        }
+
+        if (first.Length is 0 or > MaxRequests)
+        {
+            throw new ArgumentException($"a batch holds 1 to {MaxRequests} requests, not {first.Length}");
+        }
+    }
 }
 
 /// <summary>One copy of a block as <see cref="IVolumeControllerGrain.DescribeBlockAsync"/> found it.</summary>

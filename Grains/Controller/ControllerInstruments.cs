@@ -27,4 +27,8 @@ internal static class ControllerInstruments
     /// <summary>Large records that waited for room in their volume's append window (backpressure from slow mirrors).</summary>
     public static readonly Counter<long> WindowWaits =
         Meter.CreateCounter<long>("converge.controller.append_window_waits", "{record}", "Large records that waited for room in the append window");
+
+    /// <summary>Requests carried by one batch call (WriteMany or ReadMany, tag <c>kind</c>); calls of a single request are not counted.</summary>
+    public static readonly Histogram<int> BatchRequests =
+        Meter.CreateHistogram<int>("converge.controller.batch.requests", "{request}", "Requests carried by one batch call");
 }

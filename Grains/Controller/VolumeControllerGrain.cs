@@ -244,9 +244,11 @@ public sealed partial class VolumeControllerGrain(
     /// </summary>
     private async ValueTask<bool> EnsureServingAsync()
     {
-        if (_attachment is not null && !_ready)
+        if ((_attachment is not null && !_ready) || (_opened && _attachment is null))
         {
-            // An open is recovering (fencing, rebuilding the dirty map): wait for it to finish, then decide.
+            // An open is attaching or recovering (fencing, rebuilding the dirty map), or has just failed: wait for it to
+            // finish, then decide. Without the wait, I/O arriving together at an unattached controller had the first
+            // request attach and the others answered NotAttached while it did.
             await _openClose.WaitAsync();
             _openClose.Release();
         }

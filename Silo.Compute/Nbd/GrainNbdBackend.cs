@@ -2,6 +2,7 @@ using Converge.Cluster;
 using Converge.DataPath;
 using Converge.Grains.Cluster;
 using Converge.Nbd;
+using Converge.Nbd.Server;
 using Converge.Volumes;
 
 namespace Converge.SiloCompute.Nbd;
@@ -90,28 +91,63 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
 }
 
 /// <summary>One NBD connection's view of a volume; closing it releases the connection's hold on the attachment.</summary>
-internal sealed class GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes) : INbdExport
+internal sealed class GrainNbdExport : INbdExport
 {
     private const int MaxZeroChunkBytes = 1 << 30;
 
-    public string Name { get; } = name;
+    private readonly IVolumeControllerGrain _controller;
+    private readonly Guid _handleId;
+    private readonly RequestBatcher<(long Offset, ReadOnlyMemory<byte> Data), IoStatus> _writes;
+    private readonly RequestBatcher<(long Offset, int Length), VolumeReadReply> _reads;
 
-    public long SizeBytes { get; } = sizeBytes;
+    public GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes)
+    {
+        _controller = controller;
+        _handleId = handleId;
+        Name = name;
+        SizeBytes = sizeBytes;
+        BlockSizeBytes = blockSizeBytes;
+        _writes = new(
+            write => controller.WriteAcknowledgedAsync(write.Offset, write.Data, WriteDeadline.FromNow()),
+            writes =>
+            {
+                var offsets = new long[writes.Length];
+                var data = new ReadOnlyMemory<byte>[writes.Length];
+                for (var i = 0; i < writes.Length; i++)
+                {
+                    (offsets[i], data[i]) = writes[i];
+                }
 
-    public int BlockSizeBytes { get; } = blockSizeBytes;
+                return controller.WriteManyAcknowledgedAsync(offsets, data, WriteDeadline.FromNow());
+            },
+            failed: IoStatus.IoError,
+            VolumeBatch.MaxRequests);
+        _reads = new(
+            read => controller.ReadAsync(read.Offset, read.Length),
+            reads =>
+            {
+                var offsets = new long[reads.Length];
+                var lengths = new int[reads.Length];
+                for (var i = 0; i < reads.Length; i++)
+                {
+                    (offsets[i], lengths[i]) = reads[i];
+                }
+
+                return controller.ReadManyAsync(offsets, lengths);
+            },
+            failed: new VolumeReadReply(IoStatus.IoError, null),
+            VolumeBatch.MaxRequests);
+    }
+
+    public string Name { get; }
+
+    public long SizeBytes { get; }
+
+    public int BlockSizeBytes { get; }
 
     public async ValueTask<NbdIoStatus> ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        VolumeReadReply reply;
-        try
-        {
-            reply = await controller.ReadAsync(offsetBytes, destination.Length);
-        }
-        catch (Exception e) when (IsUnavailable(e))
-        {
-            return NbdIoStatus.IoError;
-        }
-
+        var reply = await _reads.SubmitAsync((offsetBytes, destination.Length)).ConfigureAwait(false);
         if (reply.Status != IoStatus.Ok)
         {
             return Map(reply.Status);
@@ -121,17 +157,13 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, Guid han
         return NbdIoStatus.Ok;
     }
 
-    public async ValueTask<NbdIoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return Map(await controller.WriteAcknowledgedAsync(offsetBytes, source, WriteDeadline.FromNow()));
-        }
-        catch (Exception e) when (IsUnavailable(e))
-        {
-            return NbdIoStatus.IoError;
-        }
-    }
+    public async ValueTask<NbdIoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) =>
+        Map(await _writes.SubmitAsync((offsetBytes, source)).ConfigureAwait(false));
+
+    /// <summary>Reads and writes gathered per burst of the connection's requests (<see cref="RequestBatcher{TRequest, TReply}"/>).</summary>
+    internal (long Calls, long Requests) WriteBatching => (_writes.Calls, _writes.Requests);
+
+    internal (long Calls, long Requests) ReadBatching => (_reads.Calls, _reads.Requests);
 
     public async ValueTask<NbdIoStatus> WriteZeroesAsync(long offsetBytes, long lengthBytes, bool mayDeallocate, CancellationToken cancellationToken)
     {
@@ -142,7 +174,7 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, Guid han
             IoStatus status;
             try
             {
-                status = await controller.ZeroAcknowledgedAsync(offsetBytes + done, piece, WriteDeadline.FromNow());
+                status = await _controller.ZeroAcknowledgedAsync(offsetBytes + done, piece, WriteDeadline.FromNow());
             }
             catch (Exception e) when (IsUnavailable(e))
             {
@@ -171,7 +203,7 @@ internal sealed class GrainNbdExport(IVolumeControllerGrain controller, Guid han
     {
         try
         {
-            await controller.CloseAsync(handleId);
+            await _controller.CloseAsync(_handleId);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {

@@ -1,0 +1,59 @@
+using Converge.DataPath;
+
+namespace Converge.Grains.Controller;
+
+public sealed partial class VolumeControllerGrain
+{
+    public async Task<IoStatus[]> WriteManyAcknowledgedAsync(long[] offsetsBytes, ReadOnlyMemory<byte>[] data, long notAfterUtcTicks = 0)
+    {
+        VolumeBatch.Validate(offsetsBytes, data);
+        ControllerInstruments.BatchRequests.Record(offsetsBytes.Length, new KeyValuePair<string, object?>("kind", "write"));
+        var writes = new Task<IoStatus>[offsetsBytes.Length];
+        for (var i = 0; i < writes.Length; i++)
+        {
+            writes[i] = WriteAcknowledgedAsync(offsetsBytes[i], data[i], notAfterUtcTicks);
+        }
+
+        await SettleAsync(writes);
+        var statuses = new IoStatus[writes.Length];
+        for (var i = 0; i < writes.Length; i++)
+        {
+            statuses[i] = writes[i].IsCompletedSuccessfully ? writes[i].Result : IoStatus.IoError;
+        }
+
+        return statuses;
+    }
+
+    public async Task<VolumeReadReply[]> ReadManyAsync(long[] offsetsBytes, int[] lengthsBytes)
+    {
+        VolumeBatch.Validate(offsetsBytes, lengthsBytes);
+        ControllerInstruments.BatchRequests.Record(offsetsBytes.Length, new KeyValuePair<string, object?>("kind", "read"));
+        var reads = new Task<VolumeReadReply>[offsetsBytes.Length];
+        for (var i = 0; i < reads.Length; i++)
+        {
+            reads[i] = ReadAsync(offsetsBytes[i], lengthsBytes[i]);
+        }
+
+        await SettleAsync(reads);
+        var replies = new VolumeReadReply[reads.Length];
+        for (var i = 0; i < reads.Length; i++)
+        {
+            replies[i] = reads[i].IsCompletedSuccessfully ? reads[i].Result : new VolumeReadReply(IoStatus.IoError, null);
+        }
+
+        return replies;
+    }
+
+    /// <summary>Waits for every task; a failed one is that request's own failure, not the batch's.</summary>
+    private static async Task SettleAsync(Task[] tasks)
+    {
+        try
+        {
+            await Task.WhenAll(tasks);
+        }
+        catch (Exception) when (tasks.All(t => t.IsCompleted))
+        {
+            // Read per task by the caller.
+        }
+    }
+}
