@@ -44,12 +44,24 @@ public sealed partial class VolumeControllerGrain
         return replies;
     }
 
-    /// <summary>Waits for every task; a failed one is that request's own failure, not the batch's.</summary>
+    /// <summary>
+    /// How long a batch waits for its slowest request: within the caller's 10 s call timeout, so one slow request does
+    /// not fail the whole batch, and past the writes' 8 s deadline (<see cref="WriteDeadline"/>), after which no write
+    /// reads its caller's bytes any more. A request not done by then is answered IoError, as a call of its own that timed
+    /// out would have been; a write may still land later, as such a write may.
+    /// </summary>
+    private static readonly TimeSpan BatchWait = TimeSpan.FromSeconds(9);
+
+    /// <summary>Waits for every task, at most <see cref="BatchWait"/>; a failed one is that request's own failure, not the batch's.</summary>
     private static async Task SettleAsync(Task[] tasks)
     {
         try
         {
-            await Task.WhenAll(tasks);
+            await Task.WhenAll(tasks).WaitAsync(BatchWait);
+        }
+        catch (TimeoutException)
+        {
+            // The unfinished ones are answered IoError by the caller.
         }
         catch (Exception) when (tasks.All(t => t.IsCompleted))
         {

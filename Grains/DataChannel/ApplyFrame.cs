@@ -23,12 +23,20 @@ public static class ApplyFrame
     public const int WriteHeaderLengthBytes = 32;
     public const int ReplyHeaderLengthBytes = 12;
 
+    /// <summary>The most writes one body may carry (the extent store's own limit per apply; destage sends at most 4,096).</summary>
+    public const int MaxWrites = 16384;
+
     /// <summary>The longest message a reply carries; longer ones are cut.</summary>
     public const int MaxReplyMessageBytes = 1024;
 
     /// <summary>Bytes of the body that carries <paramref name="writes"/>.</summary>
     public static int EncodedLength(IReadOnlyList<ExtentWrite> writes)
     {
+        if (writes.Count > MaxWrites)
+        {
+            throw new ArgumentOutOfRangeException(nameof(writes), writes.Count, $"an apply frame carries at most {MaxWrites} writes");
+        }
+
         long length = HeaderLengthBytes;
         for (var i = 0; i < writes.Count; i++)
         {
@@ -101,9 +109,9 @@ public static class ApplyFrame
             return null;
         }
 
-        if (group < 0 || blockSize <= 0 || count < 0 || count > (span.Length - HeaderLengthBytes) / WriteHeaderLengthBytes)
+        if (group < 0 || blockSize <= 0 || count < 0 || count > MaxWrites || count > (span.Length - HeaderLengthBytes) / WriteHeaderLengthBytes)
         {
-            error = $"group {group}, block size {blockSize} and {count} writes do not describe a {span.Length}-byte body";
+            error = $"group {group}, block size {blockSize} and {count} writes (at most {MaxWrites}) do not describe a {span.Length}-byte body";
             return null;
         }
 

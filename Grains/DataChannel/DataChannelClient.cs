@@ -58,8 +58,8 @@ public sealed partial class DataChannelClient : IDisposable
             throw new ArgumentOutOfRangeException(nameof(records), records.Length, $"an append frame holds at most {DataFrameHeader.MaxAppendBodyBytes} bytes");
         }
 
-        var connection = ConnectionTo(node);
-        return connection is null ? Task.FromResult(Faulted(count)) : connection.SendAsync(DataFrameType.Append, records, new AppendRequest(count, Stopwatch.GetTimestamp()));
+        var request = new AppendRequest(count, Stopwatch.GetTimestamp());
+        return Send(node, DataFrameType.Append, records, request);
     }
 
     /// <summary>
@@ -74,15 +74,30 @@ public sealed partial class DataChannelClient : IDisposable
             throw new ArgumentOutOfRangeException(nameof(body), body.Length, $"an apply frame holds at most {DataFrameHeader.MaxApplyBodyBytes} bytes");
         }
 
-        var request = new ApplyPending(node, Stopwatch.GetTimestamp());
-        var connection = ConnectionTo(node);
+        return Send(node, DataFrameType.Apply, body, new ApplyPending(node, Stopwatch.GetTimestamp()));
+    }
+
+    /// <summary>Never throws: a node that cannot be reached, even for want of a socket, fails the request instead.</summary>
+    private Task<T> Send<T>(string node, DataFrameType type, ReadOnlyMemory<byte> body, PendingRequest<T> request)
+    {
+        Connection? connection;
+        try
+        {
+            connection = ConnectionTo(node);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            request.Fail($"no connection: {e.Message}");
+            return request.Task;
+        }
+
         if (connection is null)
         {
             request.Fail("it has no active incarnation with a data endpoint");
             return request.Task;
         }
 
-        return connection.SendAsync(DataFrameType.Apply, body, request);
+        return connection.SendAsync(type, body, request);
     }
 
     public void Dispose()

@@ -179,7 +179,7 @@ public sealed partial class DataChannelServer(
 
             var version = BinaryPrimitives.ReadUInt16LittleEndian(hello.Body);
             var node = Encoding.UTF8.GetString(hello.Body, 2, hello.Header.BodyLength - 2);
-            var status = version != DataFrameHeader.ProtocolVersion ? HelloStatus.UnsupportedVersion
+            var status = version is < DataFrameHeader.OldestProtocolVersion or > DataFrameHeader.ProtocolVersion ? HelloStatus.UnsupportedVersion
                 : node != localNode.Name ? HelloStatus.WrongNode
                 : HelloStatus.Ok;
             writer.Send(DataFrameType.HelloReply, hello.Header.RequestId, new[] { (byte)status });
@@ -240,8 +240,10 @@ public sealed partial class DataChannelServer(
         }
         catch (Exception e)
         {
-            // As for appends: no answer rather than a wrong one; destage times the apply out and tries again later.
+            // Faulted is always a safe answer to an apply: destage defers the segment and applies it again later.
             LogApplyFailed(e);
+            writer.Send(DataFrameType.ApplyReply, header.RequestId, ApplyFrame.EncodeReply(
+                new Converge.Storage.ExtentApplyReply(Converge.Storage.ExtentStatus.Faulted, 0, 0, $"the apply failed: {e.Message}")));
         }
         finally
         {
@@ -315,7 +317,7 @@ public sealed partial class DataChannelServer(
     [LoggerMessage(Level = LogLevel.Error, Message = "Data channel: an append failed unexpectedly; it gets no answer")]
     private partial void LogAppendFailed(Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Data channel: an apply failed unexpectedly; it gets no answer")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "Data channel: an apply failed unexpectedly; answered Faulted")]
     private partial void LogApplyFailed(Exception exception);
 }
 

@@ -44,8 +44,14 @@ public readonly record struct DataFrameHeader(int BodyLength, DataFrameType Type
     public const int Length = 16;
 
     /// <summary>Version carried in <see cref="DataFrameType.Hello"/>.</summary>
-    /// <remarks>Version 2 added <see cref="DataFrameType.Apply"/>; a node refuses a hello of any other version.</remarks>
+    /// <remarks>
+    /// Version 2 added <see cref="DataFrameType.Apply"/>. A node accepts versions 1 and 2 (a version-1 client sends only
+    /// appends), so storage nodes can be upgraded before compute nodes; it refuses any other.
+    /// </remarks>
     public const ushort ProtocolVersion = 2;
+
+    /// <summary>The oldest version a node still accepts in a hello.</summary>
+    public const ushort OldestProtocolVersion = 1;
 
     /// <summary>
     /// The largest append body: the writer's batches stop at 1 MiB and its largest single record is 64 KiB plus

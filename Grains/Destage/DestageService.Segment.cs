@@ -145,7 +145,9 @@ public sealed partial class DestageService
         var map = batch.Map;
         try
         {
-            // Every frame is encoded before any apply starts, so nothing can fail between starting applies and awaiting them.
+            // Every frame is encoded before any apply starts, and remote applies (which only borrow the frame bodies) start
+            // before local ones (which read the record buffers): the record buffers go back to the pool only once no
+            // apply of this batch can still be reading them.
             var remote = new List<(string Node, int Group, ReadOnlyMemory<byte> Body)>();
             foreach (var (group, writes) in batch.Groups)
             {
@@ -163,6 +165,12 @@ public sealed partial class DestageService
                 }
             }
 
+            foreach (var (node, group, body) in remote)
+            {
+                calls.Add(dataChannel.ApplyAsync(node, body));
+                targets.Add($"{node} group {group}");
+            }
+
             foreach (var (group, writes) in batch.Groups)
             {
                 var replicas = map.Groups[group];
@@ -171,12 +179,6 @@ public sealed partial class DestageService
                     calls.Add(applier.ApplyAsync(map.VolumeId, group, map.BlockSizeBytes, writes));
                     targets.Add($"{localNode.Name} group {group}");
                 }
-            }
-
-            foreach (var (node, group, body) in remote)
-            {
-                calls.Add(dataChannel.ApplyAsync(node, body));
-                targets.Add($"{node} group {group}");
             }
 
             try

@@ -28,14 +28,15 @@ public sealed partial class ExtentApplier(ExtentStoreRegistry stores, Rereplicat
             var result = await lease.Store.ApplyAsync(writes).ConfigureAwait(false);
             return new ExtentApplyReply(ExtentStatus.Ok, result.BlocksApplied, result.BlocksSkipped, "");
         }
+        catch (Exception e) when (e is StorageFaultException or ExtentCorruptException or ObjectDisposedException or IOException or UnauthorizedAccessException)
+        {
+            // First: a disposed store is an InvalidOperationException too, and it is a fault, not a bad request.
+            LogFault(volumeId, group, e.Message);
+            return new ExtentApplyReply(ExtentStatus.Faulted, 0, 0, e.Message);
+        }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
             return new ExtentApplyReply(ExtentStatus.Invalid, 0, 0, e.Message);
-        }
-        catch (Exception e) when (e is StorageFaultException or ExtentCorruptException or ObjectDisposedException)
-        {
-            LogFault(volumeId, group, e.Message);
-            return new ExtentApplyReply(ExtentStatus.Faulted, 0, 0, e.Message);
         }
     }
 

@@ -5,7 +5,8 @@ namespace Converge.Nbd.Server;
 /// bytes it had received) and sends them on in one call instead of one call each (a grain call, say). No timer: the first
 /// request of a burst queues a drain on the dispatching thread's own work queue, which that thread runs once the reader
 /// has parsed all it had and waits for the socket (another idle thread may take it sooner, making the batch smaller).
-/// A request made while a drain runs starts the next burst. Requests never wait for one another's replies.
+/// A request made while a drain runs starts the next burst. A request is answered when its call returns, so a fast one
+/// waits for the slowest of its call (the volume controller bounds that wait).
 /// </summary>
 /// <typeparam name="TRequest">One request's arguments.</typeparam>
 /// <typeparam name="TReply">One request's answer.</typeparam>
@@ -14,12 +15,14 @@ namespace Converge.Nbd.Server;
 /// <param name="failed">The answer of every request in a call that threw or answered a different number of requests.</param>
 /// <param name="maxPerCall">The most requests one call carries; a larger burst is split.</param>
 /// <param name="scheduleDrain">Runs the drain later; null for the calling thread's own thread-pool queue (tests pass their own).</param>
+/// <param name="callFailed">Told of every call that threw, before its requests are answered <c>failed</c> (for logging).</param>
 public sealed class RequestBatcher<TRequest, TReply>(
     Func<TRequest, Task<TReply>> sendOne,
     Func<TRequest[], Task<TReply[]>> sendMany,
     TReply failed,
     int maxPerCall,
-    Action<Action>? scheduleDrain = null)
+    Action<Action>? scheduleDrain = null,
+    Action<Exception>? callFailed = null)
 {
     private readonly int _maxPerCall = maxPerCall >= 1 ? maxPerCall : throw new ArgumentOutOfRangeException(nameof(maxPerCall), maxPerCall, "a call carries at least one request");
     private readonly object _lock = new();
@@ -89,8 +92,9 @@ public sealed class RequestBatcher<TRequest, TReply>(
             {
                 single.TrySetResult(await sendOne(single.Request).ConfigureAwait(false));
             }
-            catch (Exception)
+            catch (Exception e)
             {
+                callFailed?.Invoke(e);
                 single.TrySetResult(failed);
             }
 
@@ -108,9 +112,10 @@ public sealed class RequestBatcher<TRequest, TReply>(
         {
             replies = await sendMany(requests).ConfigureAwait(false);
         }
-        catch (Exception)
+        catch (Exception e)
         {
             // Every request of the call fails alike, as each would have failed on its own call.
+            callFailed?.Invoke(e);
         }
 
         for (var i = 0; i < count; i++)

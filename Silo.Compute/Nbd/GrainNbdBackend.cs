@@ -4,6 +4,7 @@ using Converge.Grains.Cluster;
 using Converge.Nbd;
 using Converge.Nbd.Server;
 using Converge.Volumes;
+using Microsoft.Extensions.Logging;
 
 namespace Converge.SiloCompute.Nbd;
 
@@ -11,7 +12,7 @@ namespace Converge.SiloCompute.Nbd;
 /// Serves volumes over NBD from this compute node: every export is the volume controller grain pinned to this node,
 /// reached in-process (no cross-process hop between the NBD server and the controller).
 /// </summary>
-public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbdBackend
+public sealed partial class GrainNbdBackend(IGrainFactory grains, LocalNode node, ILogger<GrainNbdBackend> logger) : INbdBackend
 {
     public async ValueTask<IReadOnlyList<NbdExportInfo>> ListExportsAsync(CancellationToken cancellationToken)
     {
@@ -80,7 +81,7 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
 
         return reply.Error switch
         {
-            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, handleId, exportName, reply.SizeBytes, reply.BlockSizeBytes)),
+            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, handleId, exportName, reply.SizeBytes, reply.BlockSizeBytes, CallFailed(exportName))),
             VolumeError.NotFound => NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, reply.Message),
             VolumeError.AttachedElsewhere => NbdOpenResult.Refused(NbdOpenStatus.PolicyRefused, reply.Message),
             _ => NbdOpenResult.Refused(NbdOpenStatus.Unavailable, reply.Message),
@@ -88,6 +89,18 @@ public sealed class GrainNbdBackend(IGrainFactory grains, LocalNode node) : INbd
     }
 
     private static string Describe(VolumeInfo volume) => $"Converge volume {volume.Name} ({volume.SizeBytes} bytes)";
+
+    /// <summary>Logs a failed call unless it is the controller being unreachable or slow (expected while a silo fails over).</summary>
+    private Action<Exception> CallFailed(string exportName) => e =>
+    {
+        if (e is not (OrleansException or TimeoutException))
+        {
+            LogCallFailed(exportName, e);
+        }
+    };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "NBD export {Export}: a call into the volume controller failed; its requests get EIO")]
+    private partial void LogCallFailed(string export, Exception exception);
 }
 
 /// <summary>One NBD connection's view of a volume; closing it releases the connection's hold on the attachment.</summary>
@@ -100,7 +113,7 @@ internal sealed class GrainNbdExport : INbdExport
     private readonly RequestBatcher<(long Offset, ReadOnlyMemory<byte> Data), IoStatus> _writes;
     private readonly RequestBatcher<(long Offset, int Length), VolumeReadReply> _reads;
 
-    public GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes)
+    public GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes, Action<Exception>? callFailed = null)
     {
         _controller = controller;
         _handleId = handleId;
@@ -121,7 +134,8 @@ internal sealed class GrainNbdExport : INbdExport
                 return controller.WriteManyAcknowledgedAsync(offsets, data, WriteDeadline.FromNow());
             },
             failed: IoStatus.IoError,
-            VolumeBatch.MaxRequests);
+            VolumeBatch.MaxRequests,
+            callFailed: callFailed);
         _reads = new(
             read => controller.ReadAsync(read.Offset, read.Length),
             reads =>
@@ -136,7 +150,8 @@ internal sealed class GrainNbdExport : INbdExport
                 return controller.ReadManyAsync(offsets, lengths);
             },
             failed: new VolumeReadReply(IoStatus.IoError, null),
-            VolumeBatch.MaxRequests);
+            VolumeBatch.MaxRequests,
+            callFailed: callFailed);
     }
 
     public string Name { get; }

@@ -89,6 +89,31 @@ public sealed class ApplyFrameTests
     }
 
     [Fact]
+    public void MoreWritesThanAStoreTakes_AreRefused_EvenWhenTheyFitTheBody()
+    {
+        var count = ApplyFrame.MaxWrites + 1;
+        var body = new byte[ApplyFrame.HeaderLengthBytes + (count * ApplyFrame.WriteHeaderLengthBytes)];
+        Volume.TryWriteBytes(body, bigEndian: true, out _);
+        BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(20), BlockSize);
+        BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(24), count);
+        for (var i = 0; i < count; i++)
+        {
+            var write = body.AsSpan(ApplyFrame.HeaderLengthBytes + (i * ApplyFrame.WriteHeaderLengthBytes));
+            write[0] = (byte)ExtentWriteKind.Zero;
+            BinaryPrimitives.WriteInt32LittleEndian(write[4..], 1);
+            BinaryPrimitives.WriteInt64LittleEndian(write[8..], i);
+            BinaryPrimitives.WriteUInt64LittleEndian(write[24..], 1);
+        }
+
+        Assert.Null(ApplyFrame.TryDecode(body, out var error));
+        Assert.Contains($"at most {ApplyFrame.MaxWrites}", error);
+
+        // One fewer is a body the protocol sends.
+        BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(24), count - 1);
+        Assert.Equal(count - 1, ApplyFrame.TryDecode(body.AsMemory(0, body.Length - ApplyFrame.WriteHeaderLengthBytes), out _)!.Writes.Length);
+    }
+
+    [Fact]
     public void Replies_RoundTrip_AndLongMessagesAreCut()
     {
         var reply = new ExtentApplyReply(ExtentStatus.Invalid, 5, 7, "extent 3 is not in placement group 1 of 64");

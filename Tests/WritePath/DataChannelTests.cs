@@ -120,6 +120,28 @@ public sealed partial class DataChannelTests(WritePathCluster cluster)
         return ApplyFrame.TryDecodeReply(reply) ?? throw new InvalidDataException("a malformed apply reply");
     }
 
+    [Theory]
+    [InlineData(1, HelloStatus.Ok)]
+    [InlineData(2, HelloStatus.Ok)]
+    [InlineData(0, HelloStatus.UnsupportedVersion)]
+    [InlineData(3, HelloStatus.UnsupportedVersion)]
+    public async Task Hello_AcceptsTheVersionsANodeSpeaks_AndRefusesOthers(ushort version, HelloStatus expected)
+    {
+        using var socket = await ConnectAsync("storage-1");
+        var body = HelloBody("storage-1");
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(body, version);
+
+        await SendFrameAsync(socket, DataFrameType.Hello, 0, body);
+        var (header, reply) = await ReadFrameAsync(socket);
+
+        Assert.Equal(DataFrameType.HelloReply, header.Type);
+        Assert.Equal(expected, (HelloStatus)Assert.Single(reply));
+        if (expected != HelloStatus.Ok)
+        {
+            Assert.True(await ClosedByPeerAsync(socket), $"the node kept a connection of version {version}");
+        }
+    }
+
     [Fact]
     public async Task HelloForAnotherNode_IsRefused_AndTheConnectionClosed()
     {
