@@ -175,11 +175,6 @@ internal sealed class GrainNbdExport : INbdExport
     public async ValueTask<NbdIoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) =>
         Map(await _writes.SubmitAsync((offsetBytes, source)).ConfigureAwait(false));
 
-    /// <summary>Reads and writes gathered per burst of the connection's requests (<see cref="RequestBatcher{TRequest, TReply}"/>).</summary>
-    internal (long Calls, long Requests) WriteBatching => (_writes.Calls, _writes.Requests);
-
-    internal (long Calls, long Requests) ReadBatching => (_reads.Calls, _reads.Requests);
-
     public async ValueTask<NbdIoStatus> WriteZeroesAsync(long offsetBytes, long lengthBytes, bool mayDeallocate, CancellationToken cancellationToken)
     {
         // Zeroes are logged as tombstones either way; a huge range goes in bounded pieces so no record grows without limit.
