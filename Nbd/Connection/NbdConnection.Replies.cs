@@ -6,134 +6,87 @@ namespace Converge.Nbd.Connection;
 
 internal sealed partial class NbdConnection
 {
-    private async ValueTask SendSimpleReplyAsync(ulong cookie, NbdError error, CancellationToken cancellationToken)
+    private ValueTask SendSimpleReplyAsync(ulong cookie, NbdError error)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            WriteSimpleHeader(_replyScratch, error, cookie);
-            await _stream.WriteAsync(_replyScratch.AsMemory(0, NbdWire.SimpleReplyHeaderBytes), cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            CancelConnection();
-            throw;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
+        Span<byte> header = stackalloc byte[NbdWire.SimpleReplyHeaderBytes];
+        WriteSimpleHeader(header, error, cookie);
+        return SendAsync(header, default);
     }
 
     /// <summary>
     /// An error for one request: a structured NBD_REPLY_TYPE_ERROR with a message when structured replies were
     /// negotiated (required for READ, preferred otherwise), else a simple reply.
     /// </summary>
-    private async ValueTask SendErrorAsync(NbdCommand command, ulong cookie, NbdError error, string message, CancellationToken cancellationToken)
+    private ValueTask SendErrorAsync(ulong cookie, NbdError error, string message)
     {
-        _ = command;
         if (!_structuredReplies)
         {
-            await SendSimpleReplyAsync(cookie, error, cancellationToken).ConfigureAwait(false);
-            return;
+            return SendSimpleReplyAsync(cookie, error);
         }
 
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var messageBytes = Encoding.UTF8.GetBytes(message, 0, Math.Min(message.Length, MaxErrorMessageBytes / 4), _replyScratch, NbdWire.StructuredReplyHeaderBytes + 6);
-            WriteStructuredHeader(_replyScratch, NbdReplyType.Error, cookie, 6 + messageBytes);
-            BinaryPrimitives.WriteUInt32BigEndian(_replyScratch.AsSpan(NbdWire.StructuredReplyHeaderBytes), (uint)error);
-            BinaryPrimitives.WriteUInt16BigEndian(_replyScratch.AsSpan(NbdWire.StructuredReplyHeaderBytes + 4), (ushort)messageBytes);
-            await _stream.WriteAsync(_replyScratch.AsMemory(0, NbdWire.StructuredReplyHeaderBytes + 6 + messageBytes), cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            CancelConnection();
-            throw;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
+        Span<byte> reply = stackalloc byte[NbdWire.StructuredReplyHeaderBytes + 6 + MaxErrorMessageBytes];
+        var messageBytes = Encoding.UTF8.GetBytes(message.AsSpan(0, Math.Min(message.Length, MaxErrorMessageBytes / 4)), reply[(NbdWire.StructuredReplyHeaderBytes + 6)..]);
+        WriteStructuredHeader(reply, NbdReplyType.Error, cookie, 6 + messageBytes);
+        BinaryPrimitives.WriteUInt32BigEndian(reply[NbdWire.StructuredReplyHeaderBytes..], (uint)error);
+        BinaryPrimitives.WriteUInt16BigEndian(reply[(NbdWire.StructuredReplyHeaderBytes + 4)..], (ushort)messageBytes);
+        return SendAsync(reply[..(NbdWire.StructuredReplyHeaderBytes + 6 + messageBytes)], default);
     }
 
     /// <summary>
-    /// Sends read data placed at <see cref="ReadPrefixBytes"/> in <paramref name="buffer"/>: one write when the header
-    /// fits in front of it, else the header then the data under one hold of the write lock.
+    /// Sends read data held at the start of <paramref name="buffer"/>: a small read is copied with its header as one
+    /// reply; a large one is written from the buffer after its header.
     /// </summary>
-    private async ValueTask SendReadReplyAsync(Request request, byte[]? buffer, CancellationToken cancellationToken)
+    private ValueTask SendReadReplyAsync(Request request, byte[]? buffer)
     {
         var length = (int)request.LengthBytes;
-        var prefix = ReadPrefixBytes(request.LengthBytes);
+        Span<byte> header = stackalloc byte[ReadReplyHeaderBytes];
         if (buffer is null || (_structuredReplies && length == 0))
         {
             // Nothing to send but the header. OFFSET_DATA must carry data, so an empty structured read is NONE.
-            await SendHeaderAndDataAsync(request, ReadOnlyMemory<byte>.Empty, length == 0 ? NbdReplyType.None : NbdReplyType.OffsetData, cancellationToken).ConfigureAwait(false);
-            return;
+            var headerBytes = WriteReadHeader(header, request, length == 0 ? NbdReplyType.None : NbdReplyType.OffsetData, length);
+            return SendAsync(header[..headerBytes], default);
         }
 
-        if (prefix == 0)
+        if (ReadReplyHeaderBytes + length > ReplyWriter.MaxCopiedBytes)
         {
-            await SendHeaderAndDataAsync(request, buffer.AsMemory(0, length), NbdReplyType.OffsetData, cancellationToken).ConfigureAwait(false);
-            return;
+            var largeHeader = new byte[ReadReplyHeaderBytes];
+            var headerBytes = WriteReadHeader(largeHeader, request, NbdReplyType.OffsetData, length);
+            return _replies!.SendLargeAsync(largeHeader.AsMemory(0, headerBytes), buffer.AsMemory(0, length));
         }
 
+        var n = WriteReadHeader(header, request, NbdReplyType.OffsetData, length);
+        return SendAsync(header[..n], buffer.AsSpan(0, length));
+    }
+
+    /// <summary>The reply header of a successful read of <paramref name="length"/> bytes; returns its length.</summary>
+    private int WriteReadHeader(Span<byte> destination, Request request, NbdReplyType structuredType, int length)
+    {
         if (!_structuredReplies)
         {
-            var start = prefix - NbdWire.SimpleReplyHeaderBytes;
-            WriteSimpleHeader(buffer.AsSpan(start), NbdError.None, request.Cookie);
-            await WriteAsync(buffer.AsMemory(start, NbdWire.SimpleReplyHeaderBytes + length), cancellationToken).ConfigureAwait(false);
-            return;
+            WriteSimpleHeader(destination, NbdError.None, request.Cookie);
+            return NbdWire.SimpleReplyHeaderBytes;
         }
 
-        WriteStructuredHeader(buffer, NbdReplyType.OffsetData, request.Cookie, 8 + length);
-        BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(NbdWire.StructuredReplyHeaderBytes), request.OffsetBytes);
-        await WriteAsync(buffer.AsMemory(0, prefix + length), cancellationToken).ConfigureAwait(false);
+        if (structuredType == NbdReplyType.None)
+        {
+            WriteStructuredHeader(destination, NbdReplyType.None, request.Cookie, 0);
+            return NbdWire.StructuredReplyHeaderBytes;
+        }
+
+        WriteStructuredHeader(destination, NbdReplyType.OffsetData, request.Cookie, 8 + length);
+        BinaryPrimitives.WriteInt64BigEndian(destination[NbdWire.StructuredReplyHeaderBytes..], request.OffsetBytes);
+        return ReadReplyHeaderBytes;
     }
 
-    private async ValueTask SendHeaderAndDataAsync(Request request, ReadOnlyMemory<byte> data, NbdReplyType structuredType, CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            int headerBytes;
-            if (!_structuredReplies)
-            {
-                WriteSimpleHeader(_replyScratch, NbdError.None, request.Cookie);
-                headerBytes = NbdWire.SimpleReplyHeaderBytes;
-            }
-            else if (structuredType == NbdReplyType.None)
-            {
-                WriteStructuredHeader(_replyScratch, NbdReplyType.None, request.Cookie, 0);
-                headerBytes = NbdWire.StructuredReplyHeaderBytes;
-            }
-            else
-            {
-                WriteStructuredHeader(_replyScratch, NbdReplyType.OffsetData, request.Cookie, 8 + data.Length);
-                BinaryPrimitives.WriteInt64BigEndian(_replyScratch.AsSpan(NbdWire.StructuredReplyHeaderBytes), request.OffsetBytes);
-                headerBytes = ReadReplyPrefixBytes;
-            }
-
-            await _stream.WriteAsync(_replyScratch.AsMemory(0, headerBytes), cancellationToken).ConfigureAwait(false);
-            if (!data.IsEmpty)
-            {
-                await _stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch
-        {
-            CancelConnection();
-            throw;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+    /// <summary>
+    /// Hands one reply to the reply writer; it is written at once when no other request is in flight, else with the
+    /// replies completed around it.
+    /// </summary>
+    private ValueTask SendAsync(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second) =>
+        _replies!.SendAsync(first, second, alone: _inFlight.CurrentCount >= _options.MaxInFlightRequestsPerConnection - 1);
 
     /// <summary>One BLOCK_STATUS chunk for base:allocation, clipped to the request (and to one extent under REQ_ONE).</summary>
-    private async ValueTask SendBlockStatusReplyAsync(Request request, IReadOnlyList<NbdExtent> extents, CancellationToken cancellationToken)
+    private async ValueTask SendBlockStatusReplyAsync(Request request, IReadOnlyList<NbdExtent> extents)
     {
         var maxDescriptors = (request.Flags & NbdCommandFlags.RequestOne) != 0 ? 1 : Math.Min(extents.Count, MaxBlockStatusDescriptors);
         var buffer = Rent(NbdWire.StructuredReplyHeaderBytes + 4 + (8 * Math.Max(1, maxDescriptors)));
@@ -161,13 +114,20 @@ internal sealed partial class NbdConnection
 
             if (count == 0)
             {
-                await SendErrorAsync(NbdCommand.BlockStatus, request.Cookie, NbdError.IoError, "backend reported no extents", cancellationToken).ConfigureAwait(false);
+                await SendErrorAsync(request.Cookie, NbdError.IoError, "backend reported no extents").ConfigureAwait(false);
                 return;
             }
 
             WriteStructuredHeader(buffer, NbdReplyType.BlockStatus, request.Cookie, position - NbdWire.StructuredReplyHeaderBytes);
             BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(NbdWire.StructuredReplyHeaderBytes), NbdAllocationContext.Id);
-            await WriteAsync(buffer.AsMemory(0, position), cancellationToken).ConfigureAwait(false);
+            if (position <= ReplyWriter.MaxCopiedBytes)
+            {
+                await SendAsync(buffer.AsSpan(0, position), default).ConfigureAwait(false);
+            }
+            else
+            {
+                await _replies!.SendLargeAsync(buffer.AsMemory(0, position), ReadOnlyMemory<byte>.Empty).ConfigureAwait(false);
+            }
         }
         finally
         {

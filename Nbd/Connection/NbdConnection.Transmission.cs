@@ -7,16 +7,8 @@ namespace Converge.Nbd.Connection;
 
 internal sealed partial class NbdConnection
 {
-    /// <summary>Room in front of small reads' data for the reply header, so such a reply is one write.</summary>
-    private const int ReadReplyPrefixBytes = NbdWire.StructuredReplyHeaderBytes + 8;
-
-    /// <summary>
-    /// Reads up to this size carry the header prefix in their buffer. Larger ones rent exactly their length (the
-    /// pool rounds up to a power of two, and a prefix would double a 32 MiB buffer) and send the header apart.
-    /// </summary>
-    private const int PrefixedReadMaxBytes = 16 * 1024;
-
-    private static int ReadPrefixBytes(uint lengthBytes) => lengthBytes <= PrefixedReadMaxBytes ? ReadReplyPrefixBytes : 0;
+    /// <summary>The longest header of a successful read's reply (structured: chunk header and offset).</summary>
+    private const int ReadReplyHeaderBytes = NbdWire.StructuredReplyHeaderBytes + 8;
 
     /// <summary>Descriptors one BLOCK_STATUS reply carries at most (the spec asks for no more than 2^20).</summary>
     private const int MaxBlockStatusDescriptors = 8192;
@@ -52,7 +44,7 @@ internal sealed partial class NbdConnection
 
                 // Within the discard bound the payload is read through the fixed buffer and dropped, keeping framing.
                 await _reader.SkipAsync(length, cancellationToken).ConfigureAwait(false);
-                await SendErrorAsync(command, cookie, NbdError.Invalid, "payload exceeds the maximum block size", cancellationToken).ConfigureAwait(false);
+                await SendErrorAsync(cookie, NbdError.Invalid, "payload exceeds the maximum block size").ConfigureAwait(false);
                 continue;
             }
 
@@ -68,15 +60,14 @@ internal sealed partial class NbdConnection
                         await _reader.SkipAsync(length, cancellationToken).ConfigureAwait(false);
                     }
 
-                    await SendErrorAsync(command, cookie, error, message, cancellationToken).ConfigureAwait(false);
+                    await SendErrorAsync(cookie, error, message).ConfigureAwait(false);
                     continue;
                 }
 
                 var request = new Request(command, flags, cookie, (long)offset, length);
                 var bufferBytes = command switch
                 {
-                    NbdCommand.Read => ReadPrefixBytes(length) + (int)length,
-                    NbdCommand.Write => (int)length,
+                    NbdCommand.Read or NbdCommand.Write => (int)length,
                     _ => 0,
                 };
                 var reservedConnection = await _connectionBudget.ReserveAsync(bufferBytes, cancellationToken).ConfigureAwait(false);
@@ -187,10 +178,10 @@ internal sealed partial class NbdConnection
                 {
                     case NbdCommand.Read:
                         Debug.Assert(buffer is not null);
-                        status = request.LengthBytes == 0 ? NbdIoStatus.Ok : await export.ReadAsync(request.OffsetBytes, buffer.AsMemory(ReadPrefixBytes(request.LengthBytes), (int)request.LengthBytes), cancellationToken).ConfigureAwait(false);
+                        status = request.LengthBytes == 0 ? NbdIoStatus.Ok : await export.ReadAsync(request.OffsetBytes, buffer.AsMemory(0, (int)request.LengthBytes), cancellationToken).ConfigureAwait(false);
                         if (status == NbdIoStatus.Ok)
                         {
-                            await SendReadReplyAsync(request, buffer, cancellationToken).ConfigureAwait(false);
+                            await SendReadReplyAsync(request, buffer).ConfigureAwait(false);
                             return;
                         }
 
@@ -214,7 +205,7 @@ internal sealed partial class NbdConnection
                         status = blockStatus;
                         if (status == NbdIoStatus.Ok)
                         {
-                            await SendBlockStatusReplyAsync(request, extents, cancellationToken).ConfigureAwait(false);
+                            await SendBlockStatusReplyAsync(request, extents).ConfigureAwait(false);
                             return;
                         }
 
@@ -235,11 +226,11 @@ internal sealed partial class NbdConnection
 
             if (status == NbdIoStatus.Ok)
             {
-                await SendSimpleReplyAsync(request.Cookie, NbdError.None, cancellationToken).ConfigureAwait(false);
+                await SendSimpleReplyAsync(request.Cookie, NbdError.None).ConfigureAwait(false);
             }
             else
             {
-                await SendErrorAsync(request.Command, request.Cookie, ToError(status), "request failed: " + status, cancellationToken).ConfigureAwait(false);
+                await SendErrorAsync(request.Cookie, ToError(status), "request failed: " + status).ConfigureAwait(false);
             }
         }
         catch (Exception)

@@ -9,7 +9,8 @@ namespace Converge.Nbd.Connection;
 /// <summary>
 /// One client: the handshake, then the transmission loop. A single reader task parses requests and dispatches
 /// them; each request runs concurrently (bounded by <see cref="NbdServerOptions.MaxInFlightRequestsPerConnection"/>
-/// and by byte budgets) and writes its reply under <see cref="_writeLock"/>, so replies go out in completion order.
+/// and by byte budgets) and hands its reply to the <see cref="ReplyWriter"/>, so replies go out in completion order,
+/// those completed together in one write.
 /// </summary>
 internal sealed partial class NbdConnection : IAsyncDisposable
 {
@@ -21,14 +22,13 @@ internal sealed partial class NbdConnection : IAsyncDisposable
     private readonly ByteBudget _serverBudget;
     private readonly ByteBudget _connectionBudget;
     private readonly ILogger _logger;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly SemaphoreSlim _inFlight;
 
-    // Owned by the reader task; the reply scratch is used only under _writeLock.
+    // Owned by the reader task.
     private readonly byte[] _requestHeader = new byte[NbdWire.RequestHeaderBytes];
-    private readonly byte[] _replyScratch = new byte[NbdWire.StructuredReplyHeaderBytes + 6 + MaxErrorMessageBytes];
 
     private CancellationTokenSource? _connectionCancellation;
+    private ReplyWriter? _replies;
     private INbdExport? _export;
     private bool _structuredReplies;
     private bool _noZeroes;
@@ -75,6 +75,7 @@ internal sealed partial class NbdConnection : IAsyncDisposable
 
             if (transmit)
             {
+                _replies = new ReplyWriter(_stream, token, CancelConnection);
                 await TransmitAsync(token).ConfigureAwait(false);
                 reason = "client sent NBD_CMD_DISC";
             }
@@ -127,6 +128,12 @@ internal sealed partial class NbdConnection : IAsyncDisposable
             CancelConnection();
         }
 
+        // Replies buffered by the last requests leave before the stream is closed.
+        if (_replies is { } replies && !await replies.DrainAsync(timeout.Token).ConfigureAwait(false))
+        {
+            CancelConnection();
+        }
+
         var export = _export;
         _export = null;
         if (export is not null)
@@ -140,25 +147,6 @@ internal sealed partial class NbdConnection : IAsyncDisposable
         // The semaphores are not disposed: a request abandoned by the drain timeout may still release them.
         _reader.Dispose();
         return ValueTask.CompletedTask;
-    }
-
-    /// <summary>Writes under the write lock; a failed write cancels the connection so the reader stops too.</summary>
-    private async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await _stream.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            CancelConnection();
-            throw;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
     }
 
     private void CancelConnection()
