@@ -19,5 +19,7 @@ return await SiloHost.RunAsync(args, NodeRoles.Compute, (builder, settings) =>
         },
         sp.GetRequiredService<CacheInstruments>(),
         sp.GetRequiredService<ILogger<BlockCache>>()));
+    // Lets the NBD gateway answer reads the controllers have proven current in RAM without a grain call.
+    builder.Services.AddSingleton<Converge.Grains.Controller.VolumeReadViews>();
     builder.Services.AddNbdServer();
 });

@@ -148,6 +148,7 @@ internal static class StatsCommands
             Row(output, "log", s.LogReads, s.LogReadBytes, s.LogLatency);
             Row(output, "extent", s.ExtentReads, s.ExtentReadBytes, s.ExtentLatency);
             output.WriteLine($"  peer calls {s.PeerCalls} (failed {s.PeerFailures}), blocks rejected {s.PeerRejected}, blocks served to peers {s.PeerServed}");
+            output.WriteLine($"  NBD reads answered from RAM without the controller: {s.DirectReads}");
         }
 
         foreach (var s in storage)

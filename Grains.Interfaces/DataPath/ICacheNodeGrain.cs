@@ -42,7 +42,8 @@ public sealed record CacheNodeStats(
     [property: Id(22)] TierLatency FlashLatency,
     [property: Id(23)] TierLatency PeerLatency,
     [property: Id(24)] TierLatency LogLatency,
-    [property: Id(25)] TierLatency ExtentLatency)
+    [property: Id(25)] TierLatency ExtentLatency,
+    [property: Id(26)] long DirectReads = 0)
 {
     /// <summary>Blocks read from storage (log and extents).</summary>
     public long StorageReads => LogReads + ExtentReads;

@@ -21,6 +21,30 @@ public sealed partial class BlockCache
         Read(new CacheKey(volumeId, block), anyLsn: true, default, destination, out lsn, forPeer: false);
 
     /// <summary>
+    /// The RAM tier alone, for the NBD gateway's read fast path: at exactly <paramref name="lsn"/>, or any version when
+    /// it is null. A hit is counted as a RAM hit; a miss is not counted (the caller asks the controller, which counts it).
+    /// <paramref name="destination"/> is unchanged on a miss.
+    /// </summary>
+    public bool TryReadRam(Guid volumeId, long block, Lsn? lsn, Span<byte> destination)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var key = new CacheKey(volumeId, block);
+        var shard = ShardOf(key);
+        lock (shard.Lock)
+        {
+            if (!shard.TryCopy(key, anyLsn: lsn is null, lsn ?? default, destination, out _))
+            {
+                return false;
+            }
+        }
+
+        Interlocked.Increment(ref Counters.RamHitCount);
+        Interlocked.Add(ref Counters.RamHitByteCount, destination.Length);
+        Counters.RamLatency.RecordSince(started);
+        return true;
+    }
+
+    /// <summary>
     /// For another compute node's peer read: the newest cached version of the block and its LSN. Counted as served to a
     /// peer, not as a hit or miss of this node's own reads.
     /// </summary>

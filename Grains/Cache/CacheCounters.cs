@@ -31,6 +31,10 @@ public sealed class CacheCounters
     internal long ExtentReadCount;
     internal long ExtentReadByteCount;
     internal long ZeroReadCount;
+    internal long DirectReadCount;
+
+    /// <summary>NBD reads the gateway answered from RAM itself, without the volume controller (their blocks count as RAM hits too).</summary>
+    public long DirectReads => Volatile.Read(ref DirectReadCount);
 
     /// <summary>Reads served from RAM.</summary>
     public long RamHits => Volatile.Read(ref RamHitCount);

@@ -43,7 +43,8 @@ public sealed class CacheNodeGrain(BlockCache cache, LocalNode node) : Grain, IC
             Latency(c.FlashLatency),
             Latency(c.PeerLatency),
             Latency(c.LogLatency),
-            Latency(c.ExtentLatency)));
+            Latency(c.ExtentLatency),
+            c.DirectReads));
     }
 
     public async Task<long> EvictAsync(string volumeName, long offsetBytes, long lengthBytes)

@@ -165,7 +165,7 @@ public sealed partial class VolumeControllerGrain
 
         foreach (var block in stale)
         {
-            _dirty.Remove(block);
+            _dirty.TryRemove(block, out _);
         }
 
         _dirtyDropped += stale.Count;

@@ -262,7 +262,7 @@ public sealed partial class VolumeControllerGrain
                 {
                     // A newer write than any catalogued segment holds: it left the catalogue, so it was destaged on both
                     // mirrors, which means into both replicas. The entry is stale and the extents are safe to read.
-                    _dirty.Remove(block + i);
+                    _dirty.TryRemove(block + i, out _);
                     _dirtyDropped++;
                 }
                 else
@@ -298,7 +298,7 @@ public sealed partial class VolumeControllerGrain
         {
             if (_dirty.TryGetValue(b, out var entry) && entry.Lsn == lsn)
             {
-                _dirty.Remove(b);
+                _dirty.TryRemove(b, out _);
                 _dirtyDropped++;
             }
         }

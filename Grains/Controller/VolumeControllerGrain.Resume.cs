@@ -18,6 +18,7 @@ public sealed partial class VolumeControllerGrain
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        RevokeReads();
         if (_attachment is not { } attachment || _lost)
         {
             return Task.CompletedTask;

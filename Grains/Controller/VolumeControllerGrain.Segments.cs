@@ -160,7 +160,7 @@ public sealed partial class VolumeControllerGrain
         var recorded = await Volume.PutSegmentAsync(AttachedEpoch, segment);
         if (!recorded.Ok)
         {
-            _lost = true;
+            MarkLost();
             throw new DataPathException(recorded.Message);
         }
 
@@ -230,7 +230,7 @@ public sealed partial class VolumeControllerGrain
 
             if (statusA == MirrorStatus.Fenced || statusB == MirrorStatus.Fenced)
             {
-                _lost = true;
+                MarkLost();
                 LogLeaseLost(_name, localNode.Name);
                 return (IoStatus.NotAttached, null);
             }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using Converge.Cluster;
 using Converge.DataPath;
@@ -22,6 +23,7 @@ public sealed partial class VolumeControllerGrain(
     ClusterView clusterView,
     BlockCache cache,
     DataChannel.DataChannelClient dataChannel,
+    VolumeReadViews readViews,
     ILogger<VolumeControllerGrain> logger) : Grain, IVolumeControllerGrain
 {
     private const int MaxAppendAttempts = 4;
@@ -29,7 +31,8 @@ public sealed partial class VolumeControllerGrain(
 
     private readonly BlockLocks _locks = new();
     private readonly SemaphoreSlim _openClose = new(1, 1);
-    private readonly Dictionary<long, DirtyEntry> _dirty = [];
+    /// <summary>Concurrent only for the NBD gateway's read fast path (<see cref="VolumeReadView"/>), which reads it from other threads.</summary>
+    private readonly ConcurrentDictionary<long, DirtyEntry> _dirty = new();
     private string _name = "";
     private readonly OpenHandles _handles = new();
     private bool _opened;
@@ -50,6 +53,8 @@ public sealed partial class VolumeControllerGrain(
     private Task _rotation = Task.CompletedTask;
     private Converge.Storage.PlacementMap? _placement;
     private HashSet<string> _removedNodes = [];
+    private VolumeReadView _readView = null!;
+    private VolumeReadView.Publication? _publication;
     private long _placementRefreshedTicks;
 
     private Guid VolumeId => _attachment?.Volume.VolumeId ?? throw new DataPathException($"volume '{_name}' was detached from {localNode.Name}");
@@ -70,6 +75,7 @@ public sealed partial class VolumeControllerGrain(
     {
         var key = this.GetPrimaryKeyString();
         _name = key[(key.IndexOf(NodeRoles.PinSeparator, StringComparison.Ordinal) + 1)..];
+        _readView = readViews.Get(_name);
         return Task.CompletedTask;
     }
 
@@ -134,6 +140,7 @@ public sealed partial class VolumeControllerGrain(
         }
 
         var previousHolder = attach.Attachment!.PreviousHolder;
+        RevokeReads();
         _ready = false;
         _segment = null;
         _attachment = attach.Attachment;
@@ -164,6 +171,7 @@ public sealed partial class VolumeControllerGrain(
             _segment = await NewSegmentAsync(exclude: []);
             ResetSegmentFill();
             _ready = true;
+            PublishReads();
         }
         catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException or InvalidOperationException or ArgumentException)
         {
@@ -208,6 +216,7 @@ public sealed partial class VolumeControllerGrain(
             return;
         }
 
+        RevokeReads();
         _leaseTimer?.Dispose();
         _leaseTimer = null;
         StopMaintenance();
@@ -288,9 +297,9 @@ public sealed partial class VolumeControllerGrain(
         }
 
         // Stop a margin before the volume grain would let another node take over.
-        if (Stopwatch.GetElapsedTime(_leaseRenewedTicks).TotalMilliseconds > _attachment.LeaseMs * 0.8)
+        if (Stopwatch.GetElapsedTime(_leaseRenewedTicks).TotalMilliseconds > _attachment.LeaseMs * LeaseServeFraction)
         {
-            _lost = true;
+            MarkLost();
             LogLeaseLost(_name, localNode.Name);
             return false;
         }
@@ -312,10 +321,14 @@ public sealed partial class VolumeControllerGrain(
             if (renewed.Ok)
             {
                 _leaseRenewedTicks = sent;
+                if (_publication is { } publication)
+                {
+                    Volatile.Write(ref publication.ServeUntilTicks, ServeUntilTicks());
+                }
             }
             else if (renewed.Error is VolumeError.StaleEpoch or VolumeError.NotFound)
             {
-                _lost = true;
+                MarkLost();
                 LogLeaseLost(_name, localNode.Name);
             }
         }
@@ -324,6 +337,32 @@ public sealed partial class VolumeControllerGrain(
             // Try again at the next tick; MayServe stops I/O if renewals keep failing.
         }
     }
+
+    /// <summary>I/O stops this far into the lease (and the read fast path with it), a margin before another node may take over.</summary>
+    private const double LeaseServeFraction = 0.8;
+
+    /// <summary>Stops all I/O of this activation: fenced, lease lost, or its attachment gone from the catalogue.</summary>
+    private void MarkLost()
+    {
+        _lost = true;
+        RevokeReads();
+    }
+
+    /// <summary>Lets the NBD gateway answer cache hits itself (see <see cref="VolumeReadView"/>); once an attach is ready.</summary>
+    private void PublishReads()
+    {
+        _publication = new VolumeReadView.Publication(this, _attachment!.Epoch, VolumeId, BlockSizeBytes, SizeBytes, _dirty, ServeUntilTicks());
+        _readView.Publish(_publication);
+    }
+
+    /// <summary>Sends every read to this controller again; before anything that could leave a cached copy unprovable.</summary>
+    private void RevokeReads()
+    {
+        _publication = null;
+        _readView.Revoke(this);
+    }
+
+    private long ServeUntilTicks() => _leaseRenewedTicks + (long)(_attachment!.LeaseMs * LeaseServeFraction * Stopwatch.Frequency / 1000);
 
     private void BeginIo() => _inflight++;
 
@@ -343,7 +382,7 @@ public sealed partial class VolumeControllerGrain(
     /// Rebuilt at attach rather than written by this activation: a newer version may have been destaged from a segment
     /// already gone, so reads check the extents first.
     /// </param>
-    private readonly record struct DirtyEntry(Lsn Lsn, SegmentRecord Segment, bool Zero, bool Recovered = false);
+    internal readonly record struct DirtyEntry(Lsn Lsn, SegmentRecord Segment, bool Zero, bool Recovered = false);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} attached on {Node} at epoch {Epoch}; dirty map rebuilt with {Blocks} blocks")]
     private partial void LogAttached(string name, string node, ulong epoch, int blocks);

@@ -1,6 +1,7 @@
 using Converge.Cluster;
 using Converge.DataPath;
 using Converge.Grains.Cluster;
+using Converge.Grains.Controller;
 using Converge.Nbd;
 using Converge.Nbd.Server;
 using Converge.Volumes;
@@ -10,9 +11,10 @@ namespace Converge.SiloCompute.Nbd;
 
 /// <summary>
 /// Serves volumes over NBD from this compute node: every export is the volume controller grain pinned to this node,
-/// reached in-process (no cross-process hop between the NBD server and the controller).
+/// reached in-process (no cross-process hop between the NBD server and the controller). A read whose blocks the
+/// controller has published as current in the RAM cache is answered without a grain call (<see cref="VolumeReadView"/>).
 /// </summary>
-public sealed partial class GrainNbdBackend(IGrainFactory grains, LocalNode node, ILogger<GrainNbdBackend> logger) : INbdBackend
+public sealed partial class GrainNbdBackend(IGrainFactory grains, LocalNode node, VolumeReadViews readViews, ILogger<GrainNbdBackend> logger) : INbdBackend
 {
     public async ValueTask<IReadOnlyList<NbdExportInfo>> ListExportsAsync(CancellationToken cancellationToken)
     {
@@ -81,7 +83,7 @@ public sealed partial class GrainNbdBackend(IGrainFactory grains, LocalNode node
 
         return reply.Error switch
         {
-            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, handleId, exportName, reply.SizeBytes, reply.BlockSizeBytes, CallFailed(exportName))),
+            VolumeError.None => NbdOpenResult.Opened(new GrainNbdExport(controller, handleId, exportName, reply.SizeBytes, reply.BlockSizeBytes, readViews.Get(exportName), CallFailed(exportName))),
             VolumeError.NotFound => NbdOpenResult.Refused(NbdOpenStatus.UnknownExport, reply.Message),
             VolumeError.AttachedElsewhere => NbdOpenResult.Refused(NbdOpenStatus.PolicyRefused, reply.Message),
             _ => NbdOpenResult.Refused(NbdOpenStatus.Unavailable, reply.Message),
@@ -112,10 +114,12 @@ internal sealed class GrainNbdExport : INbdExport
     private readonly Guid _handleId;
     private readonly RequestBatcher<(long Offset, ReadOnlyMemory<byte> Data), IoStatus> _writes;
     private readonly RequestBatcher<(long Offset, int Length), VolumeReadReply> _reads;
+    private readonly VolumeReadView _readView;
 
-    public GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes, Action<Exception>? callFailed = null)
+    public GrainNbdExport(IVolumeControllerGrain controller, Guid handleId, string name, long sizeBytes, int blockSizeBytes, VolumeReadView readView, Action<Exception>? callFailed = null)
     {
         _controller = controller;
+        _readView = readView;
         _handleId = handleId;
         Name = name;
         SizeBytes = sizeBytes;
@@ -160,7 +164,10 @@ internal sealed class GrainNbdExport : INbdExport
 
     public int BlockSizeBytes { get; }
 
-    public async ValueTask<NbdIoStatus> ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken)
+    public ValueTask<NbdIoStatus> ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken) =>
+        _readView.TryRead(offsetBytes, destination.Span) ? ValueTask.FromResult(NbdIoStatus.Ok) : ReadFromControllerAsync(offsetBytes, destination);
+
+    private async ValueTask<NbdIoStatus> ReadFromControllerAsync(long offsetBytes, Memory<byte> destination)
     {
         var reply = await _reads.SubmitAsync((offsetBytes, destination.Length)).ConfigureAwait(false);
         if (reply.Status != IoStatus.Ok)
