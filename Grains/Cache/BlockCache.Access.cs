@@ -22,26 +22,27 @@ public sealed partial class BlockCache
 
     /// <summary>
     /// The RAM tier alone, for the NBD gateway's read fast path: at exactly <paramref name="lsn"/>, or any version when
-    /// it is null. A hit is counted as a RAM hit; a miss is not counted (the caller asks the controller, which counts it).
-    /// <paramref name="destination"/> is unchanged on a miss.
+    /// it is null. Counts nothing: the caller counts a read it served whole (<see cref="CountDirectRead"/>) and leaves a
+    /// partial one to the controller, which counts its own hits and misses. <paramref name="destination"/> is unchanged
+    /// on a miss.
     /// </summary>
     public bool TryReadRam(Guid volumeId, long block, Lsn? lsn, Span<byte> destination)
     {
-        var started = Stopwatch.GetTimestamp();
         var key = new CacheKey(volumeId, block);
         var shard = ShardOf(key);
         lock (shard.Lock)
         {
-            if (!shard.TryCopy(key, anyLsn: lsn is null, lsn ?? default, destination, out _))
-            {
-                return false;
-            }
+            return shard.TryCopy(key, anyLsn: lsn is null, lsn ?? default, destination, out _);
         }
+    }
 
-        Interlocked.Increment(ref Counters.RamHitCount);
-        Interlocked.Add(ref Counters.RamHitByteCount, destination.Length);
-        Counters.RamLatency.RecordSince(started);
-        return true;
+    /// <summary>Counts one read of <paramref name="blocks"/> blocks the fast path served whole from RAM.</summary>
+    public void CountDirectRead(int blocks, int bytes, long startedTimestamp)
+    {
+        Interlocked.Increment(ref Counters.DirectReadCount);
+        Interlocked.Add(ref Counters.RamHitCount, blocks);
+        Interlocked.Add(ref Counters.RamHitByteCount, bytes);
+        Counters.RamLatency.RecordSince(startedTimestamp);
     }
 
     /// <summary>

@@ -141,6 +141,7 @@ public sealed partial class VolumeControllerGrain(
 
         var previousHolder = attach.Attachment!.PreviousHolder;
         RevokeReads();
+        _readView.RevokeOlderThan(attach.Attachment.Epoch);
         _ready = false;
         _segment = null;
         _attachment = attach.Attachment;
@@ -315,9 +316,16 @@ public sealed partial class VolumeControllerGrain(
         }
 
         var sent = Stopwatch.GetTimestamp();
+        var epoch = _attachment.Epoch;
         try
         {
-            var renewed = await Volume.RenewLeaseAsync(localNode.Name, _attachment.Epoch);
+            var renewed = await Volume.RenewLeaseAsync(localNode.Name, epoch);
+            if (_attachment?.Epoch != epoch)
+            {
+                // Asked for an attachment that was replaced meanwhile (a re-attach here): its answer says nothing of this one.
+                return;
+            }
+
             if (renewed.Ok)
             {
                 _leaseRenewedTicks = sent;
@@ -351,6 +359,12 @@ public sealed partial class VolumeControllerGrain(
     /// <summary>Lets the NBD gateway answer cache hits itself (see <see cref="VolumeReadView"/>); once an attach is ready.</summary>
     private void PublishReads()
     {
+        if (_lost)
+        {
+            // A renewal answered StaleEpoch while the attach finished: I/O stops, and so does the fast path.
+            return;
+        }
+
         _publication = new VolumeReadView.Publication(this, _attachment!.Epoch, VolumeId, BlockSizeBytes, SizeBytes, _dirty, ServeUntilTicks());
         _readView.Publish(_publication);
     }

@@ -36,7 +36,8 @@ public sealed class VolumeReadView(BlockCache cache)
     public bool TryRead(long offsetBytes, Span<byte> destination)
     {
         var p = Volatile.Read(ref _current);
-        if (p is null || Stopwatch.GetTimestamp() >= Volatile.Read(ref p.ServeUntilTicks))
+        var now = Stopwatch.GetTimestamp();
+        if (p is null || now >= Volatile.Read(ref p.ServeUntilTicks))
         {
             return false;
         }
@@ -62,7 +63,7 @@ public sealed class VolumeReadView(BlockCache cache)
             }
         }
 
-        Interlocked.Increment(ref cache.Counters.DirectReadCount);
+        cache.CountDirectRead(count, destination.Length, now);
         return true;
     }
 
@@ -77,6 +78,21 @@ public sealed class VolumeReadView(BlockCache cache)
             if (_current is null || _current.Epoch <= publication.Epoch)
             {
                 Volatile.Write(ref _current, publication);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops serving a publication older than <paramref name="epoch"/>, whoever owns it: a new attachment exists, so the
+    /// older one's dirty map may be stale (its activation may not have learnt it yet).
+    /// </summary>
+    internal void RevokeOlderThan(ulong epoch)
+    {
+        lock (_lock)
+        {
+            if (_current is { } current && current.Epoch < epoch)
+            {
+                Volatile.Write(ref _current, null);
             }
         }
     }

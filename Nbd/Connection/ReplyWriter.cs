@@ -13,7 +13,9 @@ namespace Converge.Nbd.Connection;
 /// call returns, so a lone request pays no extra hop. Otherwise the flush is queued on the calling thread's own
 /// thread-pool queue and runs after the work in hand, which is usually the rest of the burst's replies. A failed write
 /// fails the writer for good: every later reply is refused and <c>onFailure</c> (which cancels the connection) runs once.
-/// Buffered bytes are bounded by the connection's in-flight requests times <see cref="MaxCopiedBytes"/>.
+/// A request whose reply was only buffered no longer holds its in-flight slot or byte budgets, so the buffer is bounded
+/// on its own: past <see cref="MaxBufferedBytes"/> (a client that stopped reading), a reply completes only once it is
+/// written, which holds its request's slot and so stops the connection's reader.
 /// </remarks>
 /// <param name="stream">The connection; only this writer writes to it during transmission.</param>
 /// <param name="cancellationToken">The connection's token: a write waiting on a client that stopped reading ends with it.</param>
@@ -24,6 +26,9 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
     /// <summary>Replies up to this size are copied and gathered; larger ones are written from the caller's buffer.</summary>
     public const int MaxCopiedBytes = 64 * 1024;
 
+    /// <summary>Buffered bytes past which a reply waits until it is written.</summary>
+    public const int MaxBufferedBytes = 1024 * 1024;
+
     private const int InitialBufferBytes = 64 * 1024;
 
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -32,6 +37,7 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
     private byte[]? _spare;
     private int _pendingBytes;
     private bool _flushScheduled;
+    private TaskCompletionSource? _written;
     private Exception? _failure;
     private long _writes;
     private long _replies;
@@ -45,7 +51,8 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
     /// <summary>
     /// Sends <paramref name="first"/> then <paramref name="second"/> as one reply (together at most
     /// <see cref="MaxCopiedBytes"/>). The spans are copied before this returns. Completes when the reply is written
-    /// (<paramref name="alone"/>) or buffered for a flush that is on its way; faulted if the writer has failed.
+    /// (<paramref name="alone"/>, or more than <see cref="MaxBufferedBytes"/> are buffered) or buffered for a flush that is
+    /// on its way; faulted if the writer has failed.
     /// </summary>
     public ValueTask SendAsync(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second, bool alone)
     {
@@ -55,6 +62,8 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
             throw new ArgumentOutOfRangeException(nameof(second), length, $"a copied reply is at most {MaxCopiedBytes} bytes");
         }
 
+        Task? written = null;
+        bool startFlush;
         lock (_lock)
         {
             if (_failure is not null)
@@ -67,19 +76,31 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
             second.CopyTo(_pending.AsSpan(_pendingBytes + first.Length));
             _pendingBytes += length;
             Interlocked.Increment(ref _replies);
-            if (_flushScheduled)
+            if (_pendingBytes > MaxBufferedBytes)
             {
-                return ValueTask.CompletedTask;
+                _written ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                written = _written.Task;
             }
 
+            startFlush = !_flushScheduled;
             _flushScheduled = true;
         }
 
-        if (alone)
+        if (startFlush && alone)
         {
             return new ValueTask(FlushAsync());
         }
 
+        if (startFlush)
+        {
+            ScheduleFlush();
+        }
+
+        return written is null ? ValueTask.CompletedTask : new ValueTask(written);
+    }
+
+    private void ScheduleFlush()
+    {
         if (scheduleFlush is null)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static writer => _ = writer.FlushQueuedAsync(), this, preferLocal: true);
@@ -88,8 +109,6 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
         {
             scheduleFlush(FlushQueuedAsync);
         }
-
-        return ValueTask.CompletedTask;
     }
 
     /// <summary>
@@ -123,6 +142,8 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
     /// <summary>Writes whatever is buffered (when a connection ends); false if it could not be written in time.</summary>
     public async Task<bool> DrainAsync(CancellationToken deadline)
     {
+        // A client that stopped reading cannot hold the connection (and its volume) past the deadline.
+        using var stop = deadline.Register(onFailure);
         try
         {
             await _writeLock.WaitAsync(deadline).ConfigureAwait(false);
@@ -189,6 +210,7 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
         {
             byte[] buffer;
             int bytes;
+            TaskCompletionSource? written;
             lock (_lock)
             {
                 if (_pendingBytes == 0 || _failure is not null)
@@ -208,6 +230,8 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
 
                 buffer = _pending;
                 bytes = _pendingBytes;
+                written = _written;
+                _written = null;
                 _pending = _spare ?? ArrayPool<byte>.Shared.Rent(InitialBufferBytes);
                 _spare = null;
                 _pendingBytes = 0;
@@ -216,6 +240,12 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
             try
             {
                 await WriteAsync(buffer.AsMemory(0, bytes)).ConfigureAwait(false);
+                written?.TrySetResult();
+            }
+            catch (IOException e)
+            {
+                written?.TrySetException(e);
+                throw;
             }
             finally
             {
@@ -263,6 +293,7 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
 
     private void Fail(Exception cause)
     {
+        TaskCompletionSource? waiting;
         lock (_lock)
         {
             if (_failure is not null)
@@ -272,8 +303,11 @@ public sealed class ReplyWriter(Stream stream, CancellationToken cancellationTok
 
             _failure = cause;
             _pendingBytes = 0;
+            waiting = _written;
+            _written = null;
         }
 
+        waiting?.TrySetException(Failed());
         onFailure();
     }
 

@@ -77,6 +77,7 @@ public sealed class VolumeReadViewTests
 
         Assert.False(view.TryRead(0, new byte[4 * BlockBytes]));
 
+        Assert.Equal(0, cache.Counters.RamHits);
         Assert.Equal(0, cache.Counters.RamMisses);
         Assert.Equal(0, cache.Counters.Misses);
         Assert.Equal(0, cache.Counters.DirectReads);
@@ -131,6 +132,22 @@ public sealed class VolumeReadViewTests
         Assert.True(view.TryRead(0, new byte[BlockBytes]));
 
         view.Revoke(newer);
+        Assert.False(view.IsPublished);
+        Assert.False(view.TryRead(0, new byte[BlockBytes]));
+    }
+
+    [Fact]
+    public void ANewerAttachment_RevokesAnOlderPublication_WhoeverOwnsIt()
+    {
+        using var cache = RamOnly();
+        PutBlocks(cache, VolumeA, 0, 1, new Lsn(4, 1));
+        var view = new VolumeReadView(cache);
+        view.Publish(Publication(_owner, epoch: 4));
+
+        view.RevokeOlderThan(4);
+        Assert.True(view.TryRead(0, new byte[BlockBytes]));
+
+        view.RevokeOlderThan(5);
         Assert.False(view.IsPublished);
         Assert.False(view.TryRead(0, new byte[BlockBytes]));
     }

@@ -95,6 +95,52 @@ public sealed class ReplyWriterTests
     }
 
     [Fact]
+    public async Task PastTheBufferBound_ARepliesWaitsUntilItIsWritten_SoAClientThatStopsReadingStopsTheConnection()
+    {
+        var stream = new RecordingStream { Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
+        var writer = Create(stream);
+        var reply = new byte[ReplyWriter.MaxCopiedBytes];
+        await writer.SendAsync(reply, default, alone: false);
+        var flushing = _flushes.Single()();
+
+        // The first write hangs (the client reads nothing); replies keep being buffered up to the bound.
+        var sent = 0;
+        ValueTask last;
+        do
+        {
+            last = writer.SendAsync(reply, default, alone: false);
+            sent++;
+        }
+        while (last.IsCompleted && sent < 100);
+
+        Assert.False(last.IsCompleted, "a reply past the bound completed before it was written");
+        Assert.Equal((ReplyWriter.MaxBufferedBytes / ReplyWriter.MaxCopiedBytes) + 1, sent);
+        var further = writer.SendAsync(reply, default, alone: false);
+        Assert.False(further.IsCompleted);
+
+        stream.Gate.SetResult();
+        await flushing;
+        await last;
+        await further;
+        Assert.Equal((sent + 1) * reply.Length, stream.Writes.Skip(1).Sum(w => w.Length));
+    }
+
+    [Fact]
+    public async Task ADrainPastItsDeadline_CancelsTheConnection()
+    {
+        var stream = new RecordingStream { Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
+        var writer = Create(stream);
+        await writer.SendAsync([1], default, alone: false);
+        var flushing = _flushes.Single()();
+
+        Assert.False(await writer.DrainAsync(new CancellationTokenSource(TimeSpan.FromMilliseconds(200)).Token));
+
+        Assert.Equal(1, _failures);
+        stream.Gate.SetResult();
+        await flushing;
+    }
+
+    [Fact]
     public async Task Drain_WritesWhatIsBuffered()
     {
         var stream = new RecordingStream();
@@ -128,6 +174,9 @@ public sealed class ReplyWriterTests
 
         public bool Fail { get; init; }
 
+        /// <summary>When set, the first write waits for it.</summary>
+        public TaskCompletionSource? Gate { get; init; }
+
         public override bool CanRead => false;
 
         public override bool CanSeek => false;
@@ -146,7 +195,7 @@ public sealed class ReplyWriterTests
             }
 
             Writes.Add(buffer.ToArray());
-            return ValueTask.CompletedTask;
+            return Writes.Count == 1 && Gate is not null ? new ValueTask(Gate.Task) : ValueTask.CompletedTask;
         }
 
         public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
