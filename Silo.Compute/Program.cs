@@ -8,8 +8,9 @@ using Microsoft.Extensions.Logging;
 
 // Socket continuations run on the socket engine's own thread instead of being queued to a thread-pool worker that must
 // be woken first: an NBD request answered from the cache then costs one thread hand-off fewer. Measured with fio over
-// NBD (BENCHMARKS.md, 2026-11-29): 4 KiB random reads at queue depth 1 p50 64-69 -> 42-50 us, at queue depth 32
-// +16%; writes no worse. Read once, when the first socket is set up, so it is set before anything else runs; an
+// NBD (BENCHMARKS.md, 2026-11-29 notes): 4 KiB random reads at queue depth 1 p50 about 65 -> 45 us with this set in
+// compute silos only; the queue-depth-32 figures there were taken with it set in every silo. Read once, when the first
+// socket is set up, so it is set before anything else runs; an
 // operator's own setting (0 turns it off) is kept. What runs inline must not block: the NBD reader, the data channel
 // client and Orleans' transport only parse and hand work on.
 if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null)
