@@ -23,6 +23,9 @@ public class CodecBenchmarks
     public uint Crc32C4KiB() => Crc32C.Compute(_payload);
 
     [Benchmark]
+    public uint Crc32C4KiBOneLane() => Crc32C.ComputeOneLane(_payload);
+
+    [Benchmark]
     public uint Crc32C4KiBTable() => Crc32C.ComputeSoftware(_payload);
 
     [Benchmark]

@@ -92,7 +92,15 @@ public static class LogRecord
     /// Decodes and verifies a whole record (magic, version, kind, lengths, CRC). Nothing is returned as data
     /// unless the status is <see cref="LogRecordDecodeStatus.Ok"/>.
     /// </summary>
-    public static LogRecordDecodeStatus TryDecode(ReadOnlySpan<byte> encoded, out LogRecordHeader header)
+    public static LogRecordDecodeStatus TryDecode(ReadOnlySpan<byte> encoded, out LogRecordHeader header) =>
+        TryDecodeChecksummed(encoded, Crc32C.Compute(encoded), out header);
+
+    /// <summary>
+    /// <see cref="TryDecode"/> for a caller that already ran the CRC-32C over all of <paramref name="encoded"/>, trailer
+    /// included (the log does, checking a frame): the record is intact exactly when that gives
+    /// <see cref="Crc32C.Residue"/>, so its bytes are not read a second time.
+    /// </summary>
+    public static LogRecordDecodeStatus TryDecodeChecksummed(ReadOnlySpan<byte> encoded, uint crcOfEncoded, out LogRecordHeader header)
     {
         var status = TryDecodeHeader(encoded, out header);
         if (status != LogRecordDecodeStatus.Ok)
@@ -100,14 +108,14 @@ public static class LogRecord
             return status;
         }
 
-        var covered = HeaderLengthBytes + header.PayloadLengthBytes;
-        if (encoded.Length != covered + TrailerLengthBytes)
+        if (encoded.Length != HeaderLengthBytes + header.PayloadLengthBytes + TrailerLengthBytes)
         {
             header = default;
             return LogRecordDecodeStatus.BadLength;
         }
 
-        if (Crc32C.Compute(encoded[..covered]) != BinaryPrimitives.ReadUInt32LittleEndian(encoded[covered..]))
+        // CRC-32C over bytes and their own little-endian CRC-32C gives the residue, and only then.
+        if (crcOfEncoded != Crc32C.Residue)
         {
             header = default;
             return LogRecordDecodeStatus.BadChecksum;

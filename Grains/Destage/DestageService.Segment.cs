@@ -89,10 +89,11 @@ public sealed partial class DestageService
                 if (entry.Kind == LogRecordKind.Write)
                 {
                     var buffer = batch.Rent(entry.RecordLengthBytes);
-                    var length = log.ReadRecord(entry.Address, buffer);
-                    if (LogRecord.TryDecode(buffer.AsSpan(0, length), out var header) != LogRecordDecodeStatus.Ok || header.Lsn != entry.Lsn)
+                    // Verified on the way out of the log (frame and record CRC-32C, one pass).
+                    log.ReadRecord(entry.Address, buffer, out var header);
+                    if (header.Lsn != entry.Lsn)
                     {
-                        throw new InvalidDataException($"record {entry.Lsn} at {entry.Address} does not decode as indexed");
+                        throw new InvalidDataException($"record {entry.Lsn} at {entry.Address} holds LSN {header.Lsn}, not the indexed one");
                     }
 
                     payload = buffer.AsMemory(LogRecord.HeaderLengthBytes, header.PayloadLengthBytes);

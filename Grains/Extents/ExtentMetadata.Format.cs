@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Converge.Storage;
+using Crc32C = Converge.Log.Crc32C;
 
 namespace Converge.Grains.Extents;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Converge.Grains.Io;
 using Converge.Storage;
+using Crc32C = Converge.Log.Crc32C;
 
 namespace Converge.Grains.Extents;
 

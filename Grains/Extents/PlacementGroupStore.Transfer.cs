@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using Converge.Storage;
+using Crc32C = Converge.Log.Crc32C;
 
 namespace Converge.Grains.Extents;
 

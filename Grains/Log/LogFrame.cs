@@ -22,7 +22,11 @@ internal static class LogFrame
         (HeaderLengthBytes + recordLengthBytes + AlignmentBytes - 1) & ~(AlignmentBytes - 1);
 
     /// <summary>Writes header, record and padding into <paramref name="destination"/>; returns the frame CRC.</summary>
-    public static uint Write(Span<byte> destination, ReadOnlySpan<byte> record, ulong frameSequence, ulong committedThrough, uint previousCrc)
+    /// <param name="recordCrc">
+    /// The CRC-32C of <paramref name="record"/>'s bytes, all of them: <see cref="Crc32C.Residue"/> for a record already
+    /// verified (the log verifies every record it admits), so the frame CRC follows from it without reading the record again.
+    /// </param>
+    public static uint Write(Span<byte> destination, ReadOnlySpan<byte> record, uint recordCrc, ulong frameSequence, ulong committedThrough, uint previousCrc)
     {
         var frameLength = FrameLength(record.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(destination, Magic);
@@ -32,14 +36,15 @@ internal static class LogFrame
         BinaryPrimitives.WriteUInt32LittleEndian(destination[24..], previousCrc);
         record.CopyTo(destination[HeaderLengthBytes..]);
         destination[(HeaderLengthBytes + record.Length)..frameLength].Clear();
-        var crc = Crc32C.Append(Crc32C.Compute(destination[..28]), record);
+        var crc = Crc32C.Combine(Crc32C.Compute(destination[..28]), recordCrc, record.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(destination[28..], crc);
         return crc;
     }
 
     /// <summary>
     /// Checks a frame on its own (magic, length, CRC), without the chain to its predecessor. A frame that passes
-    /// was written whole by this log's writer.
+    /// was written whole by this log's writer. The record's own CRC-32C comes with it (<see cref="FrameInfo.RecordCrc"/>),
+    /// so the record can be verified without a second pass (<see cref="LogRecord.TryDecodeChecksummed"/>).
     /// </summary>
     public static bool TryParse(ReadOnlySpan<byte> chunk, int offsetBytes, int maxRecordBytes, out FrameInfo frame)
     {
@@ -63,7 +68,8 @@ internal static class LogFrame
 
         var record = header.Slice(HeaderLengthBytes, (int)recordLength);
         var crc = BinaryPrimitives.ReadUInt32LittleEndian(header[28..]);
-        if (Crc32C.Append(Crc32C.Compute(header[..28]), record) != crc)
+        var recordCrc = Crc32C.Compute(record);
+        if (Crc32C.Combine(Crc32C.Compute(header[..28]), recordCrc, record.Length) != crc)
         {
             return false;
         }
@@ -74,7 +80,8 @@ internal static class LogFrame
             BinaryPrimitives.ReadUInt64LittleEndian(header[8..]),
             BinaryPrimitives.ReadUInt64LittleEndian(header[16..]),
             BinaryPrimitives.ReadUInt32LittleEndian(header[24..]),
-            crc);
+            crc,
+            recordCrc);
         return true;
     }
 
@@ -82,7 +89,8 @@ internal static class LogFrame
         offsetBytes + HeaderLengthBytes > chunk.Length || !chunk.Slice(offsetBytes, HeaderLengthBytes).ContainsAnyExcept((byte)0);
 }
 
-internal readonly record struct FrameInfo(int OffsetBytes, int RecordLengthBytes, ulong Sequence, ulong CommittedThrough, uint PreviousCrc, uint Crc)
+/// <summary>A verified frame; <paramref name="RecordCrc"/> is the CRC-32C of its record's bytes (<see cref="Crc32C.Residue"/> when the record is intact).</summary>
+internal readonly record struct FrameInfo(int OffsetBytes, int RecordLengthBytes, ulong Sequence, ulong CommittedThrough, uint PreviousCrc, uint Crc, uint RecordCrc)
 {
     public int FrameLengthBytes => LogFrame.FrameLength(RecordLengthBytes);
 

@@ -108,7 +108,7 @@ public sealed partial class SiloLog
         private void Accept(int ci, in FrameInfo frame)
         {
             var record = _buffer.AsSpan(frame.RecordOffsetBytes, frame.RecordLengthBytes);
-            log.IndexRecovered(record, new LogAddress(chunks[ci].Number, frame.OffsetBytes), this);
+            log.IndexRecovered(record, frame.RecordCrc, new LogAddress(chunks[ci].Number, frame.OffsetBytes), this);
             _expected = frame.Sequence + 1;
             _previousCrc = frame.Crc;
             _frames++;

@@ -11,7 +11,13 @@ public sealed partial class SiloLog
     /// checked; a mismatch throws <see cref="LogCorruptionException"/> and no data is returned.
     /// </summary>
     /// <exception cref="ArgumentException">No chunk holds that address any more (destaged and recycled), or it is not a frame.</exception>
-    public int ReadRecord(LogAddress address, Span<byte> destination)
+    public int ReadRecord(LogAddress address, Span<byte> destination) => ReadRecord(address, destination, out _);
+
+    /// <summary>
+    /// <see cref="ReadRecord(LogAddress, Span{byte})"/>, also giving the record's decoded header: the caller need not
+    /// decode (and checksum) the record again.
+    /// </summary>
+    public int ReadRecord(LogAddress address, Span<byte> destination, out LogRecordHeader recordHeader)
     {
         Chunk chunk;
         lock (_lock)
@@ -42,13 +48,13 @@ public sealed partial class SiloLog
 
             var frameLength = LogFrame.FrameLength(recordLength);
             var frame = header.AsSpan(0, frameLength);
-            if (chunk.File.Read(address.OffsetBytes, frame) != frameLength || !LogFrame.TryParse(frame, 0, _options.MaxRecordBytes, out _))
+            if (chunk.File.Read(address.OffsetBytes, frame) != frameLength || !LogFrame.TryParse(frame, 0, _options.MaxRecordBytes, out var parsed))
             {
                 throw new LogCorruptionException($"the frame at {address} fails its CRC-32C");
             }
 
             var record = frame.Slice(LogFrame.HeaderLengthBytes, recordLength);
-            var status = LogRecord.TryDecode(record, out _);
+            var status = LogRecord.TryDecodeChecksummed(record, parsed.RecordCrc, out recordHeader);
             if (status != LogRecordDecodeStatus.Ok)
             {
                 throw new LogCorruptionException($"the record at {address} fails verification: {status}");

@@ -85,10 +85,10 @@ public sealed partial class SiloLog
     }
 
     /// <summary>Called by the scan, in log order, for every verified frame.</summary>
-    private void IndexRecovered(ReadOnlySpan<byte> record, LogAddress address, RecoveryScan scan)
+    private void IndexRecovered(ReadOnlySpan<byte> record, uint recordCrc, LogAddress address, RecoveryScan scan)
     {
         var frameLength = LogFrame.FrameLength(record.Length);
-        if (LogRecord.TryDecode(record, out var header) != LogRecordDecodeStatus.Ok)
+        if (LogRecord.TryDecodeChecksummed(record, recordCrc, out var header) != LogRecordDecodeStatus.Ok)
         {
             // The frame CRC held, so the writer wrote these bytes; appends verify records, so this is a bug, not rot.
             scan.AddCorrupt(address, frameLength, 0, 0, record);

@@ -79,7 +79,8 @@ public sealed partial class SiloLog
                     runFileOffset = 0;
                 }
 
-                _previousCrc = LogFrame.Write(buffer.AsSpan(cursor, frameLength), pending.Record.Span, _nextFrameSequence, committedBefore, _previousCrc);
+                // Every admitted record was verified (AppendCommittedAsync), so its CRC-32C is the residue.
+                _previousCrc = LogFrame.Write(buffer.AsSpan(cursor, frameLength), pending.Record.Span, Crc32C.Residue, _nextFrameSequence, committedBefore, _previousCrc);
                 _nextFrameSequence++;
                 pending.Address = new LogAddress(_current.Number, _writeOffsetBytes);
                 _writeOffsetBytes += frameLength;

@@ -99,9 +99,9 @@ public sealed partial class LogSegmentGrain(
         var record = System.Buffers.ArrayPool<byte>.Shared.Rent(entry.RecordLengthBytes);
         try
         {
-            var length = nodeLog.Log.ReadRecord(entry.Address, record);
+            var length = nodeLog.Log.ReadRecord(entry.Address, record, out var header);
             var span = record.AsSpan(0, length);
-            if (LogRecord.TryDecode(span, out var header) != LogRecordDecodeStatus.Ok || header.Lsn != lsn)
+            if (header.Lsn != lsn)
             {
                 return Task.FromResult(new ReadReply(MirrorStatus.Invalid, null));
             }

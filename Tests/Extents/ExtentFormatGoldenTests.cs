@@ -3,6 +3,7 @@ using Converge.Grains.Extents;
 using Converge.Grains.Io;
 using Converge.Storage;
 using Xunit;
+using Crc32C = Converge.Log.Crc32C;
 
 namespace Converge.Tests.Extents;
 
