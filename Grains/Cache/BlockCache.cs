@@ -27,17 +27,19 @@ public sealed partial class BlockCache : IRamEvictionSink, IAsyncDisposable, IDi
         var shardCount = options.RamShardCount > 0
             ? options.RamShardCount
             : (int)BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(options.RamCapacityBytes / (4 * 1024 * 1024), 1, 16) + 1) / 2;
+        // Idle block arrays kept for reuse: an eighth of the RAM tier, at most 64 MiB (a demotion queue's worth and more).
+        var buffers = new BlockBufferPool(Math.Min(options.RamCapacityBytes / 8, 64L << 20));
         _shards = new RamShard[shardCount];
         for (var i = 0; i < shardCount; i++)
         {
-            _shards[i] = new RamShard(options.RamCapacityBytes / shardCount, options.SmallQueueFraction, this);
+            _shards[i] = new RamShard(options.RamCapacityBytes / shardCount, options.SmallQueueFraction, this, buffers);
         }
 
         _shardMask = shardCount - 1;
         _instruments = instruments;
         if (options.FlashEnabled)
         {
-            _flash = new FlashTier(options, Counters, instruments, logger ?? (ILogger)NullLogger.Instance);
+            _flash = new FlashTier(options, Counters, instruments, logger ?? (ILogger)NullLogger.Instance, buffers);
         }
 
         instruments?.Observe(this);

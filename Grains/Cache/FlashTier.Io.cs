@@ -128,7 +128,7 @@ internal sealed partial class FlashTier
                     }
                 }
 
-                ArrayPool<byte>.Shared.Return(demotion.Data);
+                _buffers.Return(demotion.Data);
             }
         }
     }

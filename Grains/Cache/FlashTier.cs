@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Converge.Grains.Io;
@@ -30,10 +29,11 @@ internal sealed partial class FlashTier : IAsyncDisposable
     private readonly uint[] _slotGenerations;
     private readonly Channel<Demotion> _queue;
     private readonly Task _writer;
+    private readonly BlockBufferPool _buffers;
     private long _nextSlot;
     private bool _disabled;
 
-    public FlashTier(BlockCacheOptions options, CacheCounters counters, CacheInstruments? instruments, ILogger logger)
+    public FlashTier(BlockCacheOptions options, CacheCounters counters, CacheInstruments? instruments, ILogger logger, BlockBufferPool buffers)
     {
         Debug.Assert(options.FlashEnabled, "flash tier built without a directory or capacity");
         BlockBytes = options.FlashBlockBytes;
@@ -42,6 +42,7 @@ internal sealed partial class FlashTier : IAsyncDisposable
         _counters = counters;
         _instruments = instruments;
         _logger = logger;
+        _buffers = buffers;
         _slotKeys = new CacheKey[SlotCount];
         _slotLive = new bool[SlotCount];
         _slotGenerations = new uint[SlotCount];
@@ -149,8 +150,8 @@ internal sealed partial class FlashTier : IAsyncDisposable
     }
 
     /// <summary>
-    /// Queues a block evicted from RAM for writing to flash, taking ownership of <paramref name="data"/> (rented from
-    /// <see cref="ArrayPool{T}.Shared"/>) when it returns true. Never blocks: a full queue drops the block.
+    /// Queues a block evicted from RAM for writing to flash, taking ownership of <paramref name="data"/> (from the
+    /// cache's <see cref="BlockBufferPool"/>, where it goes back once written) when it returns true. Never blocks: a full queue drops the block.
     /// Caller holds the evicting shard's lock (not <see cref="Lock"/>).
     /// </summary>
     public bool TryDemote(in CacheKey key, Lsn lsn, byte[] data, int lengthBytes)

@@ -4,8 +4,8 @@ namespace Converge.Grains.Cache;
 
 /// <summary>
 /// One block held in RAM. Owned by exactly one <see cref="RamShard"/> and touched only under its lock. <see cref="Data"/>
-/// is rented from <see cref="System.Buffers.ArrayPool{T}.Shared"/> and goes back to it (or to the flash demotion queue)
-/// when the entry leaves the shard.
+/// is exactly the block's length, taken from the cache's <see cref="BlockBufferPool"/>, and goes back to it (through the
+/// flash demotion queue when demoted) when the entry leaves the shard.
 /// </summary>
 internal sealed class RamEntry(CacheKey key, Lsn lsn, byte[] data, int lengthBytes)
 {

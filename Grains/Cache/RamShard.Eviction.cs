@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 
 namespace Converge.Grains.Cache;
@@ -65,7 +64,7 @@ internal sealed partial class RamShard
         Debug.Assert(removed, "evicted entry was not in the map");
         if (!_sink.OnEvicted(victim))
         {
-            ArrayPool<byte>.Shared.Return(victim.Data);
+            _buffers.Return(victim.Data);
         }
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using Converge.Log;
 
@@ -24,14 +23,16 @@ internal sealed partial class RamShard
     private readonly EntryQueue _main = new();
     private readonly GhostQueue _ghost;
     private readonly IRamEvictionSink _sink;
+    private readonly BlockBufferPool _buffers;
 
-    public RamShard(long capacityBytes, double smallFraction, IRamEvictionSink sink)
+    public RamShard(long capacityBytes, double smallFraction, IRamEvictionSink sink, BlockBufferPool buffers)
     {
         Debug.Assert(capacityBytes > 0, "a shard holds something");
         CapacityBytes = capacityBytes;
         SmallTargetBytes = Math.Max(1, (long)(capacityBytes * smallFraction));
         _ghost = new GhostQueue((int)Math.Clamp((capacityBytes - SmallTargetBytes) / 4096, 16, int.MaxValue / 4));
         _sink = sink;
+        _buffers = buffers;
     }
 
     public Lock Lock { get; } = new();
@@ -89,7 +90,7 @@ internal sealed partial class RamShard
             return false;
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(data.Length);
+        var buffer = _buffers.Rent(data.Length);
         MakeRoom(buffer.Length);
         data.CopyTo(buffer);
         var entry = new RamEntry(key, lsn, buffer, data.Length);
@@ -118,7 +119,7 @@ internal sealed partial class RamShard
         }
 
         (entry.InMain ? _main : _small).Remove(entry);
-        ArrayPool<byte>.Shared.Return(entry.Data);
+        _buffers.Return(entry.Data);
         return true;
     }
 
