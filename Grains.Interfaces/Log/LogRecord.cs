@@ -1,6 +1,6 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using Converge.Buffers;
 
 namespace Converge.Log;
 
@@ -72,10 +72,10 @@ public static class LogRecord
         return length;
     }
 
-    /// <summary>Encodes into a buffer rented from <see cref="ArrayPool{T}.Shared"/>; the caller owns and disposes the result.</summary>
+    /// <summary>Encodes into a buffer rented from <see cref="LargeBuffers"/>; the caller owns and disposes the result.</summary>
     public static PooledLogRecord EncodePooled(in LogRecordHeader header, ReadOnlySpan<byte> payload)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(EncodedLength(payload.Length));
+        var buffer = LargeBuffers.Rent(EncodedLength(payload.Length));
         try
         {
             var length = Encode(header, payload, buffer);
@@ -83,7 +83,7 @@ public static class LogRecord
         }
         catch
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            LargeBuffers.Return(buffer);
             throw;
         }
     }
@@ -245,7 +245,7 @@ public static class LogRecord
     }
 }
 
-/// <summary>An encoded record in a buffer rented from <see cref="ArrayPool{T}.Shared"/>. The holder owns it and must dispose it once.</summary>
+/// <summary>An encoded record in a buffer rented from <see cref="LargeBuffers"/>. The holder owns it and must dispose it once.</summary>
 public readonly struct PooledLogRecord(byte[] buffer, int lengthBytes) : IDisposable
 {
     public int LengthBytes { get; } = lengthBytes;
@@ -254,5 +254,5 @@ public readonly struct PooledLogRecord(byte[] buffer, int lengthBytes) : IDispos
 
     public ReadOnlySpan<byte> Span => buffer.AsSpan(0, LengthBytes);
 
-    public void Dispose() => ArrayPool<byte>.Shared.Return(buffer);
+    public void Dispose() => LargeBuffers.Return(buffer);
 }

@@ -1,4 +1,4 @@
-using System.Buffers;
+using Converge.Buffers;
 using Converge.DataPath;
 
 namespace Converge.Grains.Controller;
@@ -115,7 +115,7 @@ public sealed partial class VolumeControllerGrain
             total += queued.Record.Length;
         }
 
-        var joined = ArrayPool<byte>.Shared.Rent(total);
+        var joined = LargeBuffers.Rent(total);
         var position = 0;
         foreach (var queued in batch)
         {
@@ -131,7 +131,7 @@ public sealed partial class VolumeControllerGrain
         if (Array.IndexOf(statusesA, MirrorStatus.Faulted) < 0 && Array.IndexOf(statusesB, MirrorStatus.Faulted) < 0)
         {
             // Otherwise left to the GC: a call that failed or timed out may still sit in a send queue (as for one record).
-            ArrayPool<byte>.Shared.Return(joined);
+            LargeBuffers.Return(joined);
         }
 
         return (statusesA, statusesB);

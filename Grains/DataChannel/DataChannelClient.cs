@@ -1,9 +1,9 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Converge.Buffers;
 using Converge.DataPath;
 using Converge.Storage;
 using Microsoft.Extensions.Logging;
@@ -392,10 +392,7 @@ public sealed partial class DataChannelClient : IDisposable
 
         private static void ReturnBody(byte[] body)
         {
-            if (body.Length > 0)
-            {
-                ArrayPool<byte>.Shared.Return(body);
-            }
+            LargeBuffers.Return(body);
         }
     }
 

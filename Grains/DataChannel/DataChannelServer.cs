@@ -1,8 +1,8 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Converge.Buffers;
 using Converge.Grains.Cluster;
 using Converge.Grains.Segments;
 using Microsoft.Extensions.DependencyInjection;
@@ -254,10 +254,7 @@ public sealed partial class DataChannelServer(
 
     private static void ReturnBody(byte[] body)
     {
-        if (body.Length > 0)
-        {
-            ArrayPool<byte>.Shared.Return(body);
-        }
+        LargeBuffers.Return(body);
     }
 
     /// <summary>Bounds the append bytes of one connection that wait for their commit.</summary>

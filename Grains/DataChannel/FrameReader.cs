@@ -1,5 +1,5 @@
-using System.Buffers;
 using System.Net.Sockets;
+using Converge.Buffers;
 
 namespace Converge.Grains.DataChannel;
 
@@ -17,7 +17,7 @@ public sealed class FrameReader(Socket socket, int bufferBytes = 64 * 1024)
     public long ReceivedBytes { get; private set; }
 
     /// <summary>
-    /// The next frame: its header and its body in a pooled array (the caller returns it to <see cref="ArrayPool{T}.Shared"/>;
+    /// The next frame: its header and its body in a pooled array (the caller returns it to <see cref="LargeBuffers"/>;
     /// empty bodies get an empty array). Null when the peer closed the connection between frames.
     /// </summary>
     /// <exception cref="InvalidDataException">The header is malformed, or the stream ended inside a frame.</exception>
@@ -41,7 +41,7 @@ public sealed class FrameReader(Socket socket, int bufferBytes = 64 * 1024)
             return (header, []);
         }
 
-        var body = ArrayPool<byte>.Shared.Rent(header.BodyLength);
+        var body = LargeBuffers.Rent(header.BodyLength);
         try
         {
             var buffered = Math.Min(_end - _start, header.BodyLength);
@@ -64,7 +64,7 @@ public sealed class FrameReader(Socket socket, int bufferBytes = 64 * 1024)
         }
         catch
         {
-            ArrayPool<byte>.Shared.Return(body);
+            LargeBuffers.Return(body);
             throw;
         }
     }

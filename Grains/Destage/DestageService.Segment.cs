@@ -1,5 +1,5 @@
-using System.Buffers;
 using System.Diagnostics;
+using Converge.Buffers;
 using Converge.Log;
 using Converge.Storage;
 
@@ -156,7 +156,7 @@ public sealed partial class DestageService
                 foreach (var (from, count) in replicas.NodeA == localNode.Name && replicas.NodeB == localNode.Name ? [] : FrameSlices(writes))
                 {
                     var slice = writes.GetRange(from, count);
-                    var body = ArrayPool<byte>.Shared.Rent(DataChannel.ApplyFrame.EncodedLength(slice));
+                    var body = LargeBuffers.Rent(DataChannel.ApplyFrame.EncodedLength(slice));
                     bodies.Add(body);
                     var length = DataChannel.ApplyFrame.Encode(body, map.VolumeId, group, map.BlockSizeBytes, slice);
                     foreach (var node in new[] { replicas.NodeA, replicas.NodeB }.Where(n => n != localNode.Name))
@@ -198,7 +198,7 @@ public sealed partial class DestageService
             {
                 foreach (var body in bodies)
                 {
-                    ArrayPool<byte>.Shared.Return(body);
+                    LargeBuffers.Return(body);
                 }
             }
         }
@@ -255,7 +255,7 @@ public sealed partial class DestageService
 
         public byte[] Rent(int lengthBytes)
         {
-            var buffer = ArrayPool<byte>.Shared.Rent(lengthBytes);
+            var buffer = LargeBuffers.Rent(lengthBytes);
             _buffers.Add(buffer);
             return buffer;
         }
@@ -291,7 +291,7 @@ public sealed partial class DestageService
         {
             foreach (var buffer in _buffers)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                LargeBuffers.Return(buffer);
             }
 
             _buffers.Clear();

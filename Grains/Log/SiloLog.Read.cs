@@ -1,4 +1,4 @@
-using System.Buffers;
+using Converge.Buffers;
 using Converge.Log;
 
 namespace Converge.Grains.Log;
@@ -31,7 +31,7 @@ public sealed partial class SiloLog
             chunk.Readers++;
         }
 
-        var header = ArrayPool<byte>.Shared.Rent(LogFrame.FrameLength(_options.MaxRecordBytes));
+        byte[]? buffer = null;
         try
         {
             if (address.OffsetBytes < 0 || address.OffsetBytes + LogFrame.HeaderLengthBytes > _options.ChunkSizeBytes)
@@ -39,15 +39,17 @@ public sealed partial class SiloLog
                 throw new ArgumentException($"log address {address} is outside a chunk", nameof(address));
             }
 
-            var read = chunk.File.Read(address.OffsetBytes, header.AsSpan(0, LogFrame.HeaderLengthBytes));
-            var recordLength = read == LogFrame.HeaderLengthBytes ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4)) : 0;
+            Span<byte> header = stackalloc byte[LogFrame.HeaderLengthBytes];
+            var read = chunk.File.Read(address.OffsetBytes, header);
+            var recordLength = read == LogFrame.HeaderLengthBytes ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(header[4..]) : 0;
             if (recordLength <= 0 || recordLength > _options.MaxRecordBytes || address.OffsetBytes + (long)LogFrame.FrameLength(recordLength) > _options.ChunkSizeBytes)
             {
                 throw new LogCorruptionException($"the frame at {address} has a bad header (record length {recordLength})");
             }
 
             var frameLength = LogFrame.FrameLength(recordLength);
-            var frame = header.AsSpan(0, frameLength);
+            buffer = LargeBuffers.Rent(frameLength);
+            var frame = buffer.AsSpan(0, frameLength);
             if (chunk.File.Read(address.OffsetBytes, frame) != frameLength || !LogFrame.TryParse(frame, 0, _options.MaxRecordBytes, out var parsed))
             {
                 throw new LogCorruptionException($"the frame at {address} fails its CRC-32C");
@@ -70,7 +72,11 @@ public sealed partial class SiloLog
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(header);
+            if (buffer is not null)
+            {
+                LargeBuffers.Return(buffer);
+            }
+
             lock (_lock)
             {
                 chunk.Readers--;

@@ -1,5 +1,5 @@
-using System.Buffers;
 using System.Diagnostics;
+using Converge.Buffers;
 using Converge.Grains.Io;
 using Converge.Log;
 
@@ -59,7 +59,7 @@ public sealed partial class SiloLog
     private void WriteBatch(List<PendingAppend> batch, int batchBytes, List<Chunk> touched)
     {
         // Room for the end marker after the last frame (see WriteRun).
-        var buffer = ArrayPool<byte>.Shared.Rent(batchBytes + LogFrame.HeaderLengthBytes);
+        var buffer = LargeBuffers.Rent(batchBytes + LogFrame.HeaderLengthBytes);
         try
         {
             var runStart = 0;
@@ -98,7 +98,7 @@ public sealed partial class SiloLog
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            LargeBuffers.Return(buffer);
         }
     }
 

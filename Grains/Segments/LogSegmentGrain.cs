@@ -1,3 +1,4 @@
+using Converge.Buffers;
 using Converge.DataPath;
 using Converge.Grains.Io;
 using Converge.Grains.Log;
@@ -96,7 +97,7 @@ public sealed partial class LogSegmentGrain(
             return Task.FromResult(new ReadReply(MirrorStatus.Ok, data));
         }
 
-        var record = System.Buffers.ArrayPool<byte>.Shared.Rent(entry.RecordLengthBytes);
+        var record = LargeBuffers.Rent(entry.RecordLengthBytes);
         try
         {
             var length = nodeLog.Log.ReadRecord(entry.Address, record, out var header);
@@ -120,7 +121,7 @@ public sealed partial class LogSegmentGrain(
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(record);
+            LargeBuffers.Return(record);
         }
     }
 
