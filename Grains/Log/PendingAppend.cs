@@ -16,7 +16,8 @@ internal sealed class PendingAppend : IValueTaskSource<AppendResult>
     public PendingAppend(SiloLog owner)
     {
         _owner = owner;
-        // Continuations must not run on the writer thread: that would stall the next group commit.
+        // Continuations do not run on the writer thread (that would stall the next group commit), except where
+        // Succeed is told to: a caller that only sends its answer, after a commit of a few appends.
         _core.RunContinuationsAsynchronously = true;
     }
 
@@ -29,14 +30,26 @@ internal sealed class PendingAppend : IValueTaskSource<AppendResult>
 
     public LogAddress Address { get; set; }
 
+    /// <summary>Whether the awaiter's continuation may run on the writer thread after a small commit (see <c>AppendCommittedAsync</c>).</summary>
+    public bool AnswerOnWriter { get; set; }
+
     /// <summary>When the append was admitted (<see cref="Stopwatch.GetTimestamp"/>), for the append-duration histogram.</summary>
     public long AdmittedTimestamp { get; set; }
 
     public ValueTask<AppendResult> AsValueTask() => new(this, _core.Version);
 
-    public void Succeed(AppendResult result) => _core.SetResult(result);
+    /// <summary>Completes the append; <paramref name="onThisThread"/> runs the awaiter's continuation here, at once.</summary>
+    public void Succeed(AppendResult result, bool onThisThread = false)
+    {
+        _core.RunContinuationsAsynchronously = !onThisThread;
+        _core.SetResult(result);
+    }
 
-    public void Fail(Exception exception) => _core.SetException(exception);
+    public void Fail(Exception exception)
+    {
+        _core.RunContinuationsAsynchronously = true;
+        _core.SetException(exception);
+    }
 
     public AppendResult GetResult(short token)
     {

@@ -7,6 +7,9 @@ namespace Converge.Grains.Log;
 
 public sealed partial class SiloLog
 {
+    /// <summary>Commits of up to this many appends answer from the writer thread (where the caller allows it).</summary>
+    private const int MaxAnswersOnWriter = 2;
+
     private void WriterLoop()
     {
         var batch = new List<PendingAppend>(64);
@@ -178,10 +181,13 @@ public sealed partial class SiloLog
         _instruments.BatchBytes.Record(batchBytes);
         _instruments.Appends.Add(batch.Count, new KeyValuePair<string, object?>("status", nameof(AppendStatus.Ok)));
         var now = Stopwatch.GetTimestamp();
+        // A small group's answers leave from here: its awaiters' continuations only send them, which costs less than
+        // waking a pool thread to do it. Larger groups hand them off, so the next commit is not held up by them.
+        var answerHere = batch.Count <= MaxAnswersOnWriter;
         foreach (var pending in batch)
         {
             _instruments.AppendDuration.Record(Stopwatch.GetElapsedTime(pending.AdmittedTimestamp, now).TotalMilliseconds);
-            pending.Succeed(new AppendResult(AppendStatus.Ok, pending.Address));
+            pending.Succeed(new AppendResult(AppendStatus.Ok, pending.Address), answerHere && pending.AnswerOnWriter);
         }
     }
 

@@ -55,7 +55,8 @@ public sealed partial class SegmentAppender(StorageNodeLog nodeLog, Rereplicatio
 
             try
             {
-                appends[i] = log.AppendCommittedAsync(records[i]);
+                // The continuation below only collects statuses for the data channel's reply: it may run on the writer.
+                appends[i] = log.AppendCommittedAsync(records[i], answerOnWriter: true);
                 queued[i] = true;
             }
             catch (StorageFaultException e)

@@ -26,6 +26,36 @@ public sealed class SiloLogAppendTests : IDisposable
     }
 
     [Fact]
+    public async Task LoneAppends_AnswerOnTheWriterThread_OnlyWhenTheCallerAllowsIt()
+    {
+        using var log = _fixture.Open();
+        // On a pool thread, with no context to return to: wherever an append completes the await, the loop goes on.
+        var onWriter = await Task.Run(() => CountAnswersOnWriterAsync(log));
+        Assert.Equal(0, onWriter[0]);
+        Assert.True(onWriter[1] > 10, $"{onWriter[1]} of 20 lone appends that allowed it answered on the writer thread");
+    }
+
+    private static async Task<int[]> CountAnswersOnWriterAsync(SiloLog log)
+    {
+        var onWriter = new int[2];
+        for (var i = 0; i < 20; i++)
+        {
+            foreach (var allowed in new[] { false, true })
+            {
+                using var record = LogFixture.WriteRecord((ulong)((2 * i) + (allowed ? 2 : 1)), 1);
+                var result = await log.AppendCommittedAsync(record.Memory, answerOnWriter: allowed);
+                Assert.Equal(AppendStatus.Ok, result.Status);
+                if (Thread.CurrentThread.Name == "converge-log-writer")
+                {
+                    onWriter[allowed ? 1 : 0]++;
+                }
+            }
+        }
+
+        return onWriter;
+    }
+
+    [Fact]
     public async Task Frame_GoldenBytes_AreFrozenOnDisk()
     {
         using (var log = _fixture.Open())
