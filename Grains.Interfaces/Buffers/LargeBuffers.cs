@@ -14,7 +14,7 @@ namespace Converge.Buffers;
 /// so once a burst of 1 MiB writes outruns the shared pool, its misses cause collections, the collections trim the pool,
 /// and the trimmed pool misses more. Measured with <c>dotnet-trace</c> under 1 MiB writes at queue depth 8: 88% of a
 /// compute silo's allocations were records missing the shared pool, and a storage silo's were frame bodies and destage
-/// buffers, with two or three background full collections a second in each. This pool never trims; instead it keeps at
+/// buffers, with one to three background full collections a second in each. This pool never trims; instead it keeps
 /// at most <see cref="MaxIdleBytesPerSize"/> bytes of one size (one array at least), so no more than 352 MiB idle even if
 /// every size were in use. The bound is per size because the sizes in use differ by workload: 1 MiB writes travel as
 /// 64 KiB records, each in a 128 KiB array, 128 of them in flight at queue depth 8, while joined batches take a few
