@@ -28,7 +28,7 @@ public sealed partial class BlockCache : IRamEvictionSink, IAsyncDisposable, IDi
             ? options.RamShardCount
             : (int)BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(options.RamCapacityBytes / (4 * 1024 * 1024), 1, 16) + 1) / 2;
         // Idle block arrays kept for reuse: an eighth of the RAM tier, at most 64 MiB (a demotion queue's worth and more).
-        var buffers = new BlockBufferPool(Math.Min(options.RamCapacityBytes / 8, 64L << 20));
+        var buffers = Buffers = new BlockBufferPool(Math.Min(options.RamCapacityBytes / 8, 64L << 20));
         _shards = new RamShard[shardCount];
         for (var i = 0; i < shardCount; i++)
         {
@@ -46,6 +46,9 @@ public sealed partial class BlockCache : IRamEvictionSink, IAsyncDisposable, IDi
     }
 
     public CacheCounters Counters { get; } = new();
+
+    /// <summary>The arrays of blocks that left the cache, waiting for the next insert.</summary>
+    internal BlockBufferPool Buffers { get; }
 
     /// <summary>Reads served by RAM or flash.</summary>
     public long Hits => Counters.Hits;

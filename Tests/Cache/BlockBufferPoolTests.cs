@@ -1,4 +1,5 @@
 using Converge.Grains.Cache;
+using Converge.Tests.Extents;
 using Xunit;
 
 namespace Converge.Tests.Cache;
@@ -58,5 +59,24 @@ public sealed class BlockBufferPoolTests
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.True(allocated < 1_000 * 4096 / 4, $"1,000 cache inserts allocated {allocated:N0} bytes");
         Assert.Equal(64, cache.RamCount);
+
+        // Each insert took the array its predecessor's eviction left, and its own eviction left one: the cache's pool,
+        // not the shared one, is where they go.
+        Assert.Equal(4096, cache.Buffers.IdleBytes);
+    }
+
+    [Fact]
+    public async Task DemotedBlocks_GiveTheirArraysBack_OnceWrittenToFlash()
+    {
+        using var directory = new TempDataDirectory();
+        await using var cache = CacheTestData.WithFlash(directory.Path);
+        var volume = Guid.NewGuid();
+        CacheTestData.PutBlocks(cache, volume, 0, 48, new Converge.Log.Lsn(1, 1));
+        await cache.DrainDemotionsAsync(CancellationToken.None);
+
+        // 32 blocks were demoted from a 16-block RAM tier; their arrays came back (the ones not already taken by later
+        // inserts), within the pool's bound (an eighth of RAM).
+        Assert.InRange(cache.Buffers.IdleBytes, CacheTestData.BlockBytes, cache.Buffers.MaxIdleBytes);
+        Assert.True(cache.FlashCount > 0, "nothing was demoted to flash");
     }
 }
