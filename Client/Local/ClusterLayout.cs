@@ -161,6 +161,17 @@ public sealed class ClusterLayout
         return null;
     }
 
+    /// <summary>
+    /// The loopback ports of <paramref name="nodes"/> that another process listens on now, each as "port (node's what)".
+    /// A silo whose port is taken exits at start, and meanwhile the start would find the other process (say a cluster at the
+    /// same port offset) answering on its ports and take it for the new silo.
+    /// </summary>
+    public static IReadOnlyList<string> PortsInUse(IEnumerable<NodeRecord> nodes) =>
+        nodes.SelectMany(n => new[] { (n.SiloPort, "silo"), (n.GatewayPort, "gateway"), (n.HttpPort, "metrics"), (n.NbdPort, "NBD") }
+                .Where(p => p.Item1 != 0 && !IsFree(p.Item1))
+                .Select(p => $"{p.Item1} ({n.Name}'s {p.Item2} port)"))
+            .ToList();
+
     private static bool IsFree(int port)
     {
         try

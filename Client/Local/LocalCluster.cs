@@ -67,6 +67,18 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             layout.Nodes.Add(layout.NewNode(NodeRoles.Compute, i));
         }
 
+        if (!layout.UsesNamespaces)
+        {
+            // Before anything is written or started: nothing changes when the start cannot work.
+            var taken = ClusterLayout.PortsInUse(layout.Nodes.Where(n => !SiloProcess.IsRunning(n.Pid, n.Name)));
+            if (taken.Count > 0)
+            {
+                throw new ClusterCommandException(
+                    $"port{(taken.Count > 1 ? "s" : "")} {string.Join(", ", taken.Take(4))}{(taken.Count > 4 ? $" and {taken.Count - 4} more" : "")} on 127.0.0.1 {(taken.Count > 1 ? "are" : "is")} in use by another process " +
+                    $"(another cluster at --port-offset {layout.PortOffset}?); stop it, or put this cluster in another --data directory with a different --port-offset");
+            }
+        }
+
         Layout = layout;
         layout.Save();
         if (layout.UsesNamespaces)

@@ -77,4 +77,42 @@ public sealed class CliUsageTests
             Directory.Delete(data, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task Up_WhenAnotherProcessHoldsItsPorts_FailsNamingThem_AndStartsNothing()
+    {
+        var offset = Converge.Client.Local.ClusterLayout.FindFreePortOffset(2000, 40, 2, 3)
+            ?? throw new InvalidOperationException("no free port block for the test");
+        var probe = new Converge.Client.Local.ClusterLayout { PortOffset = offset };
+        var storage1 = probe.NewNode(Converge.Cluster.NodeRoles.Storage, 1);
+        var compute1 = probe.NewNode(Converge.Cluster.NodeRoles.Compute, 1);
+        var silo = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, storage1.SiloPort);
+        var nbd = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, compute1.NbdPort);
+        silo.Start();
+        nbd.Start();
+        var data = Path.Combine(Path.GetTempPath(), "converge-cli-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var error = new StringWriter();
+            var exit = await ConvergeCli.RunAsync(
+                ["up", "--port-offset", offset.ToString(System.Globalization.CultureInfo.InvariantCulture), "--data", data], new StringWriter(), error);
+
+            Assert.Equal(ConvergeCli.ExitFailure, exit);
+            var message = error.ToString();
+            Assert.Contains($"{storage1.SiloPort} (storage-1's silo port)", message, StringComparison.Ordinal);
+            Assert.Contains($"{compute1.NbdPort} (compute-1's NBD port)", message, StringComparison.Ordinal);
+            Assert.Contains("in use by another process", message, StringComparison.Ordinal);
+            Assert.False(File.Exists(Converge.Client.Local.ClusterLayout.FilePath(data)), "a refused start must not record a cluster");
+            Assert.False(Directory.Exists(Path.Combine(data, "logs")), "a refused start must not start a silo");
+        }
+        finally
+        {
+            silo.Stop();
+            nbd.Stop();
+            if (Directory.Exists(data))
+            {
+                Directory.Delete(data, recursive: true);
+            }
+        }
+    }
 }
