@@ -67,18 +67,8 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             layout.Nodes.Add(layout.NewNode(NodeRoles.Compute, i));
         }
 
-        if (!layout.UsesNamespaces)
-        {
-            // Before anything is written or started: nothing changes when the start cannot work.
-            var taken = ClusterLayout.PortsInUse(layout.Nodes.Where(n => !SiloProcess.IsRunning(n.Pid, n.Name)));
-            if (taken.Count > 0)
-            {
-                throw new ClusterCommandException(
-                    $"port{(taken.Count > 1 ? "s" : "")} {string.Join(", ", taken.Take(4))}{(taken.Count > 4 ? $" and {taken.Count - 4} more" : "")} on 127.0.0.1 {(taken.Count > 1 ? "are" : "is")} in use by another process " +
-                    $"(another cluster at --port-offset {layout.PortOffset}?); stop it, or put this cluster in another --data directory with a different --port-offset");
-            }
-        }
-
+        // Before anything is written or started: nothing changes when the start cannot work.
+        RequirePortsFree(layout, layout.Nodes.Where(n => !SiloProcess.IsRunning(n.Pid, n.Name)));
         Layout = layout;
         layout.Save();
         if (layout.UsesNamespaces)
@@ -224,10 +214,33 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             NetworkNamespaces.Ensure(layout);
         }
 
+        RequirePortsFree(layout, [node]);
         StartProcess(layout, node, wrapper);
         layout.Save();
         await WaitForMembersAsync(layout, [node.Name], cancellationToken);
         return node;
+    }
+
+    /// <summary>
+    /// Refuses to start silos whose loopback ports another process listens on: such a silo exits at start, and until
+    /// it has, the start would take the other process (a cluster at the same port offset, whose silos have the same
+    /// names) for it. Clusters with a network namespace per silo have addresses of their own and are not checked.
+    /// </summary>
+    private static void RequirePortsFree(ClusterLayout layout, IEnumerable<NodeRecord> starting)
+    {
+        if (layout.UsesNamespaces)
+        {
+            return;
+        }
+
+        var taken = ClusterLayout.PortsInUse(starting);
+        if (taken.Count > 0)
+        {
+            throw new ClusterCommandException(
+                $"port{(taken.Count > 1 ? "s" : "")} {string.Join(", ", taken.Take(4))}{(taken.Count > 4 ? $" and {taken.Count - 4} more" : "")} on 127.0.0.1 " +
+                $"{(taken.Count > 1 ? "are" : "is")} in use by another process (another cluster at --port-offset {layout.PortOffset}?); " +
+                "stop it, or put this cluster in another --data directory with a different --port-offset");
+        }
     }
 
     /// <summary>Adds nodes up to the given counts, or gracefully stops compute nodes above them.</summary>

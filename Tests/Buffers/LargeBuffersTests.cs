@@ -61,4 +61,37 @@ public sealed class LargeBuffersTests
         var reused = again.Count(a => arrays.Any(b => ReferenceEquals(a, b)));
         Assert.InRange(reused, 1, bound);
     }
+
+    [Fact]
+    public void Trim_LetsGoOfTheArraysNoRentNeededSinceThePreviousTrim()
+    {
+        // 16 MiB arrays (two kept idle at most); the pool's own timer may trim in between, and then the case runs again.
+        const int size = 9 << 20;
+        for (var attempt = 1; ; attempt++)
+        {
+            var trims = LargeBuffers.Trims;
+            var a = LargeBuffers.Rent(size);
+            var b = LargeBuffers.Rent(size);
+            LargeBuffers.Return(a);
+            LargeBuffers.Return(b);
+            LargeBuffers.Trim(); // both came back during this interval: kept
+            var needed = LargeBuffers.Rent(size);
+            LargeBuffers.Return(needed);
+            var released = LargeBuffers.Trim(); // one of them stayed idle through the interval: let go
+            var x = LargeBuffers.Rent(size);
+            var y = LargeBuffers.Rent(size);
+            LargeBuffers.Return(x);
+            LargeBuffers.Return(y);
+            if (LargeBuffers.Trims != trims + 2 && attempt < 3)
+            {
+                continue;
+            }
+
+            Assert.Contains(needed, new[] { a, b });
+            Assert.True(released >= 16 << 20, $"released {released} bytes");
+            Assert.Equal(1, new[] { x, y }.Count(r => ReferenceEquals(r, a) || ReferenceEquals(r, b)));
+            Assert.True(ReferenceEquals(x, needed), "the array rented in the interval is the one kept");
+            return;
+        }
+    }
 }
