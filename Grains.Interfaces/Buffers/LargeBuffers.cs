@@ -18,9 +18,9 @@ namespace Converge.Buffers;
 /// it keeps at most <see cref="MaxIdleBytesPerSize"/> bytes of one size (one array at least), so no more than 352 MiB idle even if
 /// every size were in use; and every <see cref="TrimInterval"/> it leaves to the collector the arrays of each size that
 /// none of that interval's rents needed (<see cref="Trim"/>), so what a burst left behind is gone a minute or two after it.
-/// The bound is per size because the sizes in use differ by workload: 1 MiB writes travel as
-/// 64 KiB records, each in a 128 KiB array, 128 of them in flight at queue depth 8, while joined batches take a few
-/// arrays of 8 or 16 MiB. A bound over all sizes together, tried first, filled with the large ones; a bound of a few
+/// The bound is per size because the sizes in use differ by workload: 1 MiB writes once travelled as
+/// 64 KiB records, each in a 128 KiB array, 128 of them in flight at queue depth 8 (now as 1 MiB records in 2 MiB arrays),
+/// while joined batches take a few arrays of 8 or 16 MiB. A bound over all sizes together, tried first, filled with the large ones; a bound of a few
 /// arrays per size (the shared pool's) dropped most of the small ones.
 /// </remarks>
 public static class LargeBuffers

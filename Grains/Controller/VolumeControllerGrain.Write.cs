@@ -6,13 +6,18 @@ namespace Converge.Grains.Controller;
 public sealed partial class VolumeControllerGrain
 {
     /// <summary>
-    /// The largest payload of one log record; larger writes become several records written in parallel: a 1 MiB write
-    /// travels to the mirrors as sixteen messages side by side instead of one (measured: the transfer, not the log's
-    /// fdatasync, was most of a 1 MiB write's latency). 64 KiB rather than 256 KiB: a record then stays below .NET's
-    /// large-object threshold (85,000 bytes) in the buffers that carry it, and 1 MiB sequential writes at queue depth 8
-    /// went from 51-74 to 61-92 MB/s (three 12 s runs each, same machine, minutes apart).
+    /// The largest payload of one log record (the log's largest record holds exactly this); larger writes become several
+    /// records written in parallel, split on multiples of this size so that pieces share no block. 1 MiB: every record
+    /// costs a frame each way on the data channel, a log frame, an index entry and its own destage and apply work on
+    /// every mirror, so fewer, larger records spend less CPU per byte. With 64 KiB records (chosen when records were
+    /// grain calls and their buffers large objects for the collector; both are gone, see the data channel and
+    /// <c>LargeBuffers</c>), 1 MiB sequential writes at queue depth 8 ran at 217-221 MB/s and 7.8-8.1 s of silo CPU per
+    /// GiB, against 244-260 MB/s and 6.4-6.9 s/GiB with 1 MiB records, and a lone 1 MiB write took 4.1-4.4 ms (p50)
+    /// against 3.0-3.2 ms (BENCHMARKS.md, 2026-11-29 fourth session notes). The cost: a read the log serves (a dirty
+    /// block missing from every cache) reads and checks its whole record, up to 1 MiB, and a connection carries a 1 MiB
+    /// frame before the small appends queued behind it.
     /// </summary>
-    private const int MaxRecordPayloadBytes = 64 * 1024;
+    private const int MaxRecordPayloadBytes = 1024 * 1024;
 
     public async Task<IoStatus> WriteAcknowledgedAsync(long offsetBytes, ReadOnlyMemory<byte> data, long notAfterUtcTicks = 0)
     {
