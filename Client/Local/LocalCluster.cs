@@ -21,6 +21,9 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
 {
     private static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(90);
 
+    /// <summary>How long a start waits for its silos' ports to come free before refusing.</summary>
+    private static readonly TimeSpan PortGrace = TimeSpan.FromSeconds(10);
+
     public string DataDirectory { get; } = Path.GetFullPath(dataDirectory);
 
     /// <summary>Options added to every silo's command line (benchmarks size the caches with them).</summary>
@@ -68,7 +71,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
         }
 
         // Before anything is written or started: nothing changes when the start cannot work.
-        RequirePortsFree(layout, layout.Nodes.Where(n => !SiloProcess.IsRunning(n.Pid, n.Name)));
+        await RequirePortsFreeAsync(layout, layout.Nodes.Where(n => !SiloProcess.IsRunning(n.Pid, n.Name)).ToList(), cancellationToken);
         Layout = layout;
         layout.Save();
         if (layout.UsesNamespaces)
@@ -214,7 +217,7 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
             NetworkNamespaces.Ensure(layout);
         }
 
-        RequirePortsFree(layout, [node]);
+        await RequirePortsFreeAsync(layout, [node], cancellationToken);
         StartProcess(layout, node, wrapper);
         layout.Save();
         await WaitForMembersAsync(layout, [node.Name], cancellationToken);
@@ -224,16 +227,25 @@ public sealed partial class LocalCluster(string repositoryRoot, string dataDirec
     /// <summary>
     /// Refuses to start silos whose loopback ports another process listens on: such a silo exits at start, and until
     /// it has, the start would take the other process (a cluster at the same port offset, whose silos have the same
-    /// names) for it. Clusters with a network namespace per silo have addresses of their own and are not checked.
+    /// names) for it. Clusters with a network namespace per silo have addresses of their own and are not checked. A silo
+    /// of this cluster that just exited (fail-stop, or its wrapper gone first) may still be closing its sockets, so the
+    /// ports get <see cref="PortGrace"/> to come free.
     /// </summary>
-    private static void RequirePortsFree(ClusterLayout layout, IEnumerable<NodeRecord> starting)
+    private static async Task RequirePortsFreeAsync(ClusterLayout layout, IReadOnlyList<NodeRecord> starting, CancellationToken cancellationToken)
     {
         if (layout.UsesNamespaces)
         {
             return;
         }
 
+        var clock = Stopwatch.StartNew();
         var taken = ClusterLayout.PortsInUse(starting);
+        while (taken.Count > 0 && clock.Elapsed < PortGrace)
+        {
+            await Task.Delay(200, cancellationToken);
+            taken = ClusterLayout.PortsInUse(starting);
+        }
+
         if (taken.Count > 0)
         {
             throw new ClusterCommandException(
