@@ -318,6 +318,9 @@ public sealed partial class DataChannelClient : IDisposable
                 }
                 catch (InvalidDataException e)
                 {
+                    // The connection fails before the request does: a caller that resumes and sends again must not find
+                    // this connection still current and lose its request with it.
+                    Fail(e.Message);
                     request?.Fail(e.Message);
                     throw;
                 }
