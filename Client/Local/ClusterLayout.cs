@@ -136,10 +136,7 @@ public sealed class ClusterLayout
         var probe = new ClusterLayout { PortOffset = portOffset };
         var nodes = Enumerable.Range(1, storage).Select(i => probe.NewNode(NodeRoles.Storage, i))
             .Concat(Enumerable.Range(1, compute).Select(i => probe.NewNode(NodeRoles.Compute, i)));
-        return nodes.SelectMany(n => new[] { n.SiloPort, n.GatewayPort, n.HttpPort, n.NbdPort })
-            .Where(p => p != 0)
-            .Append(portOffset + 15432)
-            .All(IsFree);
+        return PortsInUse(nodes).Count == 0 && IsFree(portOffset + 15432);
     }
 
     /// <summary>
