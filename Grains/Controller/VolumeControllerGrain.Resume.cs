@@ -59,6 +59,25 @@ public sealed partial class VolumeControllerGrain
                 return true;
             }
 
+            if (handleIds.Length > 0 && Array.TrueForAll(handleIds, _handles.WasClosed))
+            {
+                // Every client of the departing activation closed here before this call arrived (its close found no
+                // activation that knew it). Attaching would hold the volume for nobody, renewing its lease for good, and
+                // no other node could take it over. Detach what the departing activation held instead: the next holder
+                // fences and seals what it left open.
+                LogNotResumedClosed(_name, localNode.Name, heldEpoch, handleIds.Length);
+                try
+                {
+                    await Volume.DetachAsync(localNode.Name, heldEpoch);
+                }
+                catch (Exception e) when (e is OrleansException or TimeoutException)
+                {
+                    // The lease lapses on its own.
+                }
+
+                return true;
+            }
+
             var reply = await OpenCoreAsync();
             if (reply.Error != Converge.Volumes.VolumeError.None)
             {
@@ -101,6 +120,9 @@ public sealed partial class VolumeControllerGrain
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} on {Node}: not resumed, it moved on since epoch {HeldEpoch} (now on {Holder} at epoch {Epoch})")]
     private partial void LogNotResumed(string name, string node, ulong heldEpoch, string holder, ulong epoch);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} on {Node}: not resumed, the {Handles} client handle(s) held at epoch {HeldEpoch} closed meanwhile; detaching")]
+    private partial void LogNotResumedClosed(string name, string node, ulong heldEpoch, int handles);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name} on {Node}: gave up attaching again after {Attempts} attempts; the next I/O attaches it")]
     private partial void LogResumeGaveUp(string name, string node, int attempts);

@@ -127,4 +127,53 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         await controller.CloseAsync(b);
         Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
     }
+
+    /// <summary>
+    /// A silo's death deactivates the controller (its directory entry was there) and the departing activation asks a
+    /// new one to resume for its clients' handles. When the client's close reaches the new activation first, the resume
+    /// must not attach: nobody would be left to close, the lease would be renewed for good and no other node could take
+    /// the volume over. Here the catalogue holds the departing activation's attachment (made through the volume grain,
+    /// so no controller activation knows it), the close arrives, then the resume.
+    /// </summary>
+    [Fact]
+    public async Task AResumeForHandlesClosedMeanwhile_DetachesInsteadOfHoldingTheVolumeForNobody()
+    {
+        await cluster.CreateVolumeAsync("resume-closed", 16L << 20);
+        var volume = cluster.Grains.GetGrain<IVolumeGrain>("resume-closed");
+        var held = await volume.AttachAsync("compute-1", force: false);
+        Assert.True(held.Ok, held.Message);
+        var epoch = held.Attachment!.Epoch;
+        var controller = cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", "resume-closed"));
+        var handle = Guid.NewGuid();
+
+        await controller.CloseAsync(handle);
+        Assert.True(await controller.ResumeAsync(epoch, [handle]));
+
+        var after = (await volume.GetAsync()).Volume!;
+        Assert.Null(after.AttachedNode);
+        Assert.Equal(epoch, after.Epoch);
+        var elsewhere = await volume.AttachAsync("compute-2", force: false);
+        Assert.True(elsewhere.Ok, elsewhere.Message);
+    }
+
+    /// <summary>The resume of a handle still open attaches again on the same node, under a new epoch.</summary>
+    [Fact]
+    public async Task AResumeForAHandleStillOpen_AttachesAgain_AndItsCloseDetaches()
+    {
+        await cluster.CreateVolumeAsync("resume-open", 16L << 20);
+        var volume = cluster.Grains.GetGrain<IVolumeGrain>("resume-open");
+        var held = await volume.AttachAsync("compute-1", force: false);
+        Assert.True(held.Ok, held.Message);
+        var epoch = held.Attachment!.Epoch;
+        var controller = cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", "resume-open"));
+        var handle = Guid.NewGuid();
+
+        Assert.True(await controller.ResumeAsync(epoch, [handle]));
+
+        var resumed = (await volume.GetAsync()).Volume!;
+        Assert.Equal("compute-1", resumed.AttachedNode);
+        Assert.True(resumed.Epoch > epoch);
+        await controller.CloseAsync(handle);
+        Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
+    }
 }
