@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Converge.DataPath;
 using Converge.Storage;
+using Microsoft.Extensions.Logging;
 
 namespace Converge.Grains.Controller;
 
@@ -13,7 +14,7 @@ namespace Converge.Grains.Controller;
 /// this grain the first choices see only what the nodes report, as before.
 /// </summary>
 [Placement.ControlPlanePlacement]
-public sealed class MirrorChoiceGrain : Grain, IMirrorChoiceGrain
+public sealed partial class MirrorChoiceGrain(ILogger<MirrorChoiceGrain> logger) : Grain, IMirrorChoiceGrain
 {
     /// <summary>Long enough for a chosen segment to get its first append (or its writer to give up on it).</summary>
     internal static readonly TimeSpan RememberFor = TimeSpan.FromSeconds(30);
@@ -27,7 +28,16 @@ public sealed class MirrorChoiceGrain : Grain, IMirrorChoiceGrain
     /// </summary>
     internal static readonly TimeSpan StatusesFor = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Patience for a node this activation has not heard from yet: its first status call may activate the node's status
+    /// grain and run code not yet compiled there (a cluster just started, or this grain just moved), which on a busy
+    /// machine can take longer than <see cref="MirrorScores.StatusPatience"/>. Without it, every choice in the next
+    /// <see cref="StatusesFor"/> would treat such a node as silent, and a burst of choices would pile onto the others.
+    /// </summary>
+    internal static readonly TimeSpan FirstContactPatience = TimeSpan.FromSeconds(3);
+
     private readonly Queue<(Guid Segment, string A, string B, long At)> _recent = new();
+    private readonly HashSet<string> _heardFrom = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (StorageNodeStatus? Status, long At)> _statuses = new(StringComparer.Ordinal);
 
     public async Task<string[]> ChooseAsync(Guid segmentId, string[] candidates)
@@ -72,11 +82,20 @@ public sealed class MirrorChoiceGrain : Grain, IMirrorChoiceGrain
         var stale = candidates.Where(n => !_statuses.TryGetValue(n, out var held) || Stopwatch.GetElapsedTime(held.At) > StatusesFor).ToArray();
         if (stale.Length > 0)
         {
-            var fresh = await MirrorScores.StatusesAsync(GrainFactory, stale);
+            var fresh = await MirrorScores.StatusesAsync(
+                GrainFactory, stale, node => _heardFrom.Contains(node) ? MirrorScores.StatusPatience : FirstContactPatience);
             var now = Stopwatch.GetTimestamp();
             for (var i = 0; i < stale.Length; i++)
             {
                 _statuses[stale[i]] = (fresh[i], now);
+                if (fresh[i] is null)
+                {
+                    LogSilent(stale[i], StatusesFor.TotalSeconds);
+                }
+                else
+                {
+                    _heardFrom.Add(stale[i]);
+                }
             }
         }
 
@@ -90,4 +109,8 @@ public sealed class MirrorChoiceGrain : Grain, IMirrorChoiceGrain
             _recent.Dequeue();
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "Storage node {Node} did not answer its status in time; for the next {Seconds} s it is chosen as a mirror only when two others are not available")]
+    private partial void LogSilent(string node, double seconds);
 }

@@ -18,13 +18,18 @@ internal static class MirrorScores
     /// <summary>Random spread added to each score; below one open segment's weight, so it only breaks near-ties.</summary>
     public const long JitterBytes = 16L << 20;
 
-    /// <summary>Every candidate's status, null for one that did not answer within <see cref="StatusPatience"/>.</summary>
-    public static async Task<StorageNodeStatus?[]> StatusesAsync(IGrainFactory grains, IReadOnlyList<string> candidates) =>
+    /// <summary>
+    /// Every candidate's status, null for one that did not answer within its patience: <see cref="StatusPatience"/>, or
+    /// what <paramref name="patience"/> gives for that node.
+    /// </summary>
+    public static async Task<StorageNodeStatus?[]> StatusesAsync(
+        IGrainFactory grains, IReadOnlyList<string> candidates, Func<string, TimeSpan>? patience = null) =>
         await Task.WhenAll(candidates.Select(async node =>
         {
             try
             {
-                return await grains.GetGrain<IStorageNodeGrain>(IStorageNodeGrain.Key(node)).GetStatusAsync().WaitAsync(StatusPatience);
+                return await grains.GetGrain<IStorageNodeGrain>(IStorageNodeGrain.Key(node)).GetStatusAsync()
+                    .WaitAsync(patience?.Invoke(node) ?? StatusPatience);
             }
             catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
             {

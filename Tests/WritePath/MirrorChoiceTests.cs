@@ -75,6 +75,16 @@ public sealed class MirrorChoiceTests(ITestOutputHelper output)
             var segments = (await Task.WhenAll(names.Select(n => cluster.GetGrain<IVolumeGrain>(n).GetSegmentsAsync()))).Select(Assert.Single).ToArray();
             var perNode = segments.SelectMany(s => new[] { s.MirrorA, s.MirrorB }).GroupBy(n => n).ToDictionary(g => g.Key, g => g.Count());
             output.WriteLine(string.Join(", ", perNode.OrderBy(p => p.Key).Select(p => $"{p.Key}: {p.Value}")));
+            output.WriteLine(string.Join(", ", segments.Select(s => $"{s.MirrorA}+{s.MirrorB}")));
+            // What the silos said about the choices, for a failure's reader: nodes that did not answer their status in
+            // time, controllers that chose alone.
+            foreach (var line in Directory.GetFiles(Path.Combine(c.Directory, "logs"), "*.log")
+                .SelectMany(File.ReadLines)
+                .Where(l => l.Contains("did not answer its status", StringComparison.Ordinal) || l.Contains("choosing alone", StringComparison.OrdinalIgnoreCase)))
+            {
+                output.WriteLine(line);
+            }
+
             Assert.All(segments, s => Assert.NotEqual(s.MirrorA, s.MirrorB));
             Assert.Equal(new[] { "storage-1", "storage-2", "storage-3" }, perNode.Keys.Order());
             Assert.All(perNode.Values, count => Assert.Equal(2 * volumes / 3, count));
