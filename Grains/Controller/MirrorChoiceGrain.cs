@@ -33,8 +33,9 @@ public sealed partial class MirrorChoiceGrain(ILogger<MirrorChoiceGrain> logger)
     /// grain and run code not yet compiled there (a cluster just started, or this grain just moved), which on a busy
     /// machine can take longer than <see cref="MirrorScores.StatusPatience"/>. Without it, every choice in the next
     /// <see cref="StatusesFor"/> would treat such a node as silent, and a burst of choices would pile onto the others.
+    /// Well under the 3 s a controller waits for a choice, so a choice queued behind this one still gets its answer.
     /// </summary>
-    internal static readonly TimeSpan FirstContactPatience = TimeSpan.FromSeconds(3);
+    internal static readonly TimeSpan FirstContactPatience = TimeSpan.FromMilliseconds(1500);
 
     private readonly Queue<(Guid Segment, string A, string B, long At)> _recent = new();
     private readonly HashSet<string> _heardFrom = new(StringComparer.Ordinal);
