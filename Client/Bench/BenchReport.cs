@@ -146,12 +146,37 @@ public static class BenchReport
             File.WriteAllText(markdown, Preface);
         }
 
-        File.AppendAllText(markdown, section);
+        AppendSection(markdown, section);
         var directory = Path.Combine(repositoryRoot, "bench-results");
         Directory.CreateDirectory(directory);
         var json = Path.Combine(directory, $"{startedAt:yyyyMMdd-HHmmss}.json");
         File.WriteAllText(json, jsonText);
         return json;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="section"/> to the markdown file at <paramref name="path"/>, after a blank line, so sections
+    /// stay apart however the file ended (notes written by hand at its end need not end with one).
+    /// </summary>
+    public static void AppendSection(string path, string section)
+    {
+        var tail = "";
+        using (var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read))
+        {
+            var length = (int)Math.Min(2, file.Length);
+            if (length > 0)
+            {
+                var bytes = new byte[length];
+                file.Seek(-length, SeekOrigin.End);
+                file.ReadExactly(bytes);
+                tail = System.Text.Encoding.ASCII.GetString(bytes);
+            }
+        }
+
+        var separator = tail.Length == 0 || tail.EndsWith("\n\n", StringComparison.Ordinal) ? ""
+            : tail.EndsWith('\n') ? "\n"
+            : "\n\n";
+        File.AppendAllText(path, separator + section);
     }
 
     private const string Preface = """
