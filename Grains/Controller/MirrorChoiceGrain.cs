@@ -61,11 +61,15 @@ public sealed partial class MirrorChoiceGrain(ILogger<MirrorChoiceGrain> logger)
         return [first, second];
     }
 
-    /// <summary>The node's open segments and those chosen for it here recently, each segment once.</summary>
-    private int OpenSegments(string node, StorageNodeStatus status)
+    /// <summary>
+    /// The node's open segments and those chosen for it here recently, each segment once; for a node that did not
+    /// answer (<paramref name="status"/> null) only the recent choices, so that a burst of choices among silent nodes
+    /// still takes them in turn.
+    /// </summary>
+    private int OpenSegments(string node, StorageNodeStatus? status)
     {
-        var reported = status.OpenSegmentIds ?? [];
-        var count = status.OpenSegments;
+        var reported = status?.OpenSegmentIds ?? [];
+        var count = status?.OpenSegments ?? 0;
         foreach (var (segment, a, b, _) in _recent)
         {
             if ((a == node || b == node) && Array.IndexOf(reported, segment) < 0)

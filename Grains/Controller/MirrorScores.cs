@@ -38,14 +38,15 @@ internal static class MirrorScores
         }));
 
     /// <summary>
-    /// The two lowest scores, least loaded first; nodes that did not answer come last, in random order.
-    /// <paramref name="openSegments"/> gives a node's open segment count (by default its status's own).
+    /// The two lowest scores, least loaded first; nodes that did not answer come last, those with the fewest open
+    /// segments known of them first (random among equals). <paramref name="openSegments"/> gives a node's open segment
+    /// count from its status (null for a node that did not answer); by default the status's own, and 0 without one.
     /// </summary>
     public static (string First, string Second) Choose(
-        IReadOnlyList<string> candidates, IReadOnlyList<StorageNodeStatus?> statuses, Func<int, StorageNodeStatus, int>? openSegments = null)
+        IReadOnlyList<string> candidates, IReadOnlyList<StorageNodeStatus?> statuses, Func<int, StorageNodeStatus?, int>? openSegments = null)
     {
         var scored = new List<(string Node, long Score)>(candidates.Count);
-        var silent = new List<string>();
+        var silent = new List<(string Node, int Open, int Tie)>();
         for (var i = 0; i < candidates.Count; i++)
         {
             if (statuses[i] is { } status)
@@ -55,12 +56,15 @@ internal static class MirrorScores
             }
             else
             {
-                silent.Add(candidates[i]);
+                silent.Add((candidates[i], openSegments?.Invoke(i, null) ?? 0, Random.Shared.Next()));
             }
         }
 
         scored.Sort((x, y) => x.Score.CompareTo(y.Score));
-        var chosen = scored.Select(s => s.Node).Concat(silent.OrderBy(_ => Random.Shared.Next())).Take(2).ToArray();
+        var chosen = scored.Select(s => s.Node)
+            .Concat(silent.OrderBy(s => s.Open).ThenBy(s => s.Tie).Select(s => s.Node))
+            .Take(2)
+            .ToArray();
         return (chosen[0], chosen[1]);
     }
 }
