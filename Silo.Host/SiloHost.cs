@@ -58,6 +58,7 @@ public static class SiloHost
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new LocalNode(settings.Node, role, settings.DataDirectory));
         builder.Services.AddSingleton<ClusterView>();
+        builder.Services.AddMembershipLog();
         builder.Services.AddConvergeMetrics(settings);
 
         await MetadataSetup.PrepareAsync(settings, CancellationToken.None);

@@ -113,6 +113,18 @@ public abstract class ClusterLifecycleTests(ITestOutputHelper output, bool postg
         var refusal = Assert.IsType<NodeUnavailableException>(last);
         Assert.Contains("storage-2", refusal.Message, StringComparison.Ordinal);
         Output.WriteLine($"pinned activation refused {clock.ElapsedMilliseconds} ms after SIGKILL");
+
+        // A survivor's log says when its membership view declared the node dead (read after a stall, it dates it).
+        var log = Path.Combine(cluster.Directory, "logs", "compute-1.log");
+        string? declared = null;
+        for (var waited = Stopwatch.StartNew(); declared is null && waited.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(200))
+        {
+            declared = File.ReadLines(log).FirstOrDefault(l => l.Contains("Membership v", StringComparison.Ordinal)
+                && l.Contains(": storage-2 (", StringComparison.Ordinal) && l.EndsWith(" is Dead", StringComparison.Ordinal));
+        }
+
+        Assert.True(declared is not null, $"{log} does not say when storage-2 was declared dead");
+        Output.WriteLine(declared);
     }
 }
 
