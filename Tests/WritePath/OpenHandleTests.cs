@@ -138,12 +138,7 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
     [Fact]
     public async Task AResumeForHandlesClosedMeanwhile_DetachesInsteadOfHoldingTheVolumeForNobody()
     {
-        await cluster.CreateVolumeAsync("resume-closed", 16L << 20);
-        var volume = cluster.Grains.GetGrain<IVolumeGrain>("resume-closed");
-        var held = await volume.AttachAsync("compute-1", force: false);
-        Assert.True(held.Ok, held.Message);
-        var epoch = held.Attachment!.Epoch;
-        var controller = cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", "resume-closed"));
+        var (volume, controller, epoch) = await AttachedWithoutAControllerAsync("resume-closed");
         var handle = Guid.NewGuid();
 
         await controller.CloseAsync(handle);
@@ -160,12 +155,7 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
     [Fact]
     public async Task AResumeForAHandleStillOpen_AttachesAgain_AndItsCloseDetaches()
     {
-        await cluster.CreateVolumeAsync("resume-open", 16L << 20);
-        var volume = cluster.Grains.GetGrain<IVolumeGrain>("resume-open");
-        var held = await volume.AttachAsync("compute-1", force: false);
-        Assert.True(held.Ok, held.Message);
-        var epoch = held.Attachment!.Epoch;
-        var controller = cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", "resume-open"));
+        var (volume, controller, epoch) = await AttachedWithoutAControllerAsync("resume-open");
         var handle = Guid.NewGuid();
 
         Assert.True(await controller.ResumeAsync(epoch, [handle]));
@@ -175,5 +165,18 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.True(resumed.Epoch > epoch);
         await controller.CloseAsync(handle);
         Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
+    }
+
+    /// <summary>
+    /// A new volume attached to compute-1 in the catalogue only (through the volume grain), as a departing controller
+    /// activation leaves it; and compute-1's controller for it, which has not seen that attach.
+    /// </summary>
+    private async Task<(IVolumeGrain Volume, IVolumeControllerGrain Controller, ulong Epoch)> AttachedWithoutAControllerAsync(string name)
+    {
+        await cluster.CreateVolumeAsync(name, 16L << 20);
+        var volume = cluster.Grains.GetGrain<IVolumeGrain>(name);
+        var held = await volume.AttachAsync("compute-1", force: false);
+        Assert.True(held.Ok, held.Message);
+        return (volume, cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", name)), held.Attachment!.Epoch);
     }
 }
