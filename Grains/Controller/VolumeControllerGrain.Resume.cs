@@ -64,7 +64,9 @@ public sealed partial class VolumeControllerGrain
                 // Every client of the departing activation closed here before this call arrived (its close found no
                 // activation that knew it). Attaching would hold the volume for nobody, renewing its lease for good, and
                 // no other node could take it over. Detach what the departing activation held instead: the next holder
-                // fences and seals what it left open.
+                // fences and seals what it left open. And count as opened, as after a close: I/O of those clients still
+                // in flight is answered NotAttached instead of attaching implicitly, for nobody again.
+                _opened = true;
                 LogNotResumedClosed(_name, localNode.Name, heldEpoch, handleIds.Length);
                 try
                 {

@@ -147,6 +147,10 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         var after = (await volume.GetAsync()).Volume!;
         Assert.Null(after.AttachedNode);
         Assert.Equal(epoch, after.Epoch);
+
+        // A write of that client still in flight must not attach the volume again, implicitly, for nobody.
+        Assert.Equal(IoStatus.NotAttached, await controller.WriteAcknowledgedAsync(0, new byte[4096]));
+        Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
         var elsewhere = await volume.AttachAsync("compute-2", force: false);
         Assert.True(elsewhere.Ok, elsewhere.Message);
     }
