@@ -7,7 +7,8 @@ namespace Converge.Grains.Cluster;
 /// <summary>
 /// Writes every change of a silo's status in this silo's membership view to its log (Orleans' own membership logging
 /// is filtered to warnings): when a killed node was declared dead, seen from each survivor, is what an operator needs
-/// to read a stall after a failure. One line per changed silo, only when the view changes.
+/// to read a stall after a failure. One line per changed silo, only when the view changes; deaths of silos this silo
+/// never saw alive (earlier runs' incarnations, still in the table) are left out.
 /// </summary>
 public sealed partial class MembershipLog(IClusterMembershipService membership, ILogger<MembershipLog> logger) : BackgroundService
 {
@@ -21,6 +22,13 @@ public sealed partial class MembershipLog(IClusterMembershipService membership, 
                 var update = previous is null ? snapshot.AsUpdate() : snapshot.CreateUpdate(previous);
                 foreach (var change in update.Changes)
                 {
+                    if (change.Status == SiloStatus.Dead && previous?.Members.ContainsKey(change.SiloAddress) != true)
+                    {
+                        // Dead before this silo saw it: the table keeps incarnations of earlier runs for days, and a silo
+                        // starting up learns of them all at once. Only a death it saw happen is news.
+                        continue;
+                    }
+
                     LogChange(logger, snapshot.Version.Value, change.Name ?? "?", change.SiloAddress.ToString(), change.Status);
                 }
 
