@@ -49,10 +49,7 @@ public sealed class ConvergeClient : IAsyncDisposable
                 o.ClusterId = clusterId;
                 o.ServiceId = "converge";
             });
-            client.Configure<MessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(15));
-            client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
-            // A gateway cut off the network answers with silence: try the next one after 2 s (as silos do), not 5 s.
-            client.Configure<ConnectionOptions>(o => o.OpenConnectionTimeout = TimeSpan.FromSeconds(2));
+            Tune(client);
         });
         var host = builder.Build();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -68,6 +65,22 @@ public sealed class ConvergeClient : IAsyncDisposable
         }
 
         return new ConvergeClient(host);
+    }
+
+    /// <summary>How long a call without a timeout of its own waits for its answer.</summary>
+    public static readonly TimeSpan ResponseTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Timeouts of the client's messaging and connections. The options type is the client's own
+    /// (<see cref="ClientMessagingOptions"/>): the runtime reads that one, and a setting made on the base type
+    /// <see cref="MessagingOptions"/> is silently never applied.
+    /// </summary>
+    public static void Tune(IClientBuilder client)
+    {
+        client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = ResponseTimeout);
+        client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
+        // A gateway cut off the network answers with silence: try the next one after 2 s (as silos do), not 5 s.
+        client.Configure<ConnectionOptions>(o => o.OpenConnectionTimeout = TimeSpan.FromSeconds(2));
     }
 
     public async ValueTask DisposeAsync()
