@@ -14,7 +14,7 @@ have fio || need_pkgs+=(fio)
 have qemu-img || need_pkgs+=(qemu-utils)
 have nbdinfo || need_pkgs+=(libnbd-bin)
 have nbdkit || need_pkgs+=(nbdkit)
-have nbdsh || need_pkgs+=(python3-libnbd)
+have nbdsh || need_pkgs+=(python3-libnbd)  # libnbd for /usr/bin/python3 (BlockStatus test)
 have strace || need_pkgs+=(strace)
 have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -31,6 +31,22 @@ public readonly record struct VolumeReadReply(
     [property: Id(1)] byte[]? Data);
 
 /// <summary>
+/// How a run of a volume reads (<see cref="IVolumeControllerGrain.GetAllocationAsync"/>): <paramref name="Zero"/> when no
+/// data is stored for it (never written, trimmed or zeroed, and known so on an extent replica), so it reads as zeros;
+/// otherwise it may hold data.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("Converge.AllocationSpan")]
+public readonly record struct AllocationSpan(
+    [property: Id(0)] long LengthBytes,
+    [property: Id(1)] bool Zero);
+
+/// <summary>Allocation of a volume range from its first byte on, in order; it may cover less than was asked.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.AllocationReply")]
+public readonly record struct AllocationReply(
+    [property: Id(0)] IoStatus Status,
+    [property: Id(1)] AllocationSpan[]? Runs);
+
+/// <summary>
 /// The host-side controller of one attached volume (the "write grain"), keyed <c>compute-N/volumeName</c> and pinned to
 /// that compute node. It assigns LSNs, mirrors every record to two storage nodes, keeps the dirty map and serves reads
 /// from cache, log or extents. Reentrant: many I/Os are in flight at once.
@@ -97,6 +113,15 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     /// </summary>
     [Alias("DescribeBlock"), ResponseTimeout("00:00:20")]
     Task<BlockCopy[]> DescribeBlockAsync(long block);
+
+    /// <summary>
+    /// Which parts of a range read as zeros without data stored for them (NBD BLOCK_STATUS, base:allocation). Covers the
+    /// range from its first byte, possibly not to its end (at most <see cref="VolumeBatch.MaxAllocationBlocks"/> blocks);
+    /// a run is reported Zero only when that is proven (no write since the last destage, and an extent replica that has
+    /// every block says so), anything else as data, which is always a true answer. Changes nothing.
+    /// </summary>
+    [Alias("Allocation"), ResponseTimeout("00:00:10")]
+    Task<AllocationReply> GetAllocationAsync(long offsetBytes, long lengthBytes);
 }
 
 /// <summary>Limits of the controller's batch calls.</summary>
@@ -104,6 +129,9 @@ public static class VolumeBatch
 {
     /// <summary>The most requests one <see cref="IVolumeControllerGrain.WriteManyAcknowledgedAsync"/> or <see cref="IVolumeControllerGrain.ReadManyAsync"/> carries.</summary>
     public const int MaxRequests = 256;
+
+    /// <summary>The most blocks one <see cref="IVolumeControllerGrain.GetAllocationAsync"/> answer covers (64 MiB of 4 KiB blocks).</summary>
+    public const int MaxAllocationBlocks = 16384;
 
     /// <summary>Throws <see cref="ArgumentException"/> unless the arrays pair up and hold 1 to <see cref="MaxRequests"/> requests.</summary>
     public static void Validate(Array? first, Array? second)

@@ -213,8 +213,35 @@ internal sealed class GrainNbdExport : INbdExport
     // Every write reply already means committed on both mirrors: nothing is left to flush.
     public ValueTask<NbdIoStatus> FlushAsync(CancellationToken cancellationToken) => ValueTask.FromResult(NbdIoStatus.Ok);
 
-    public ValueTask<(NbdIoStatus Status, IReadOnlyList<NbdExtent> Extents)> GetBlockStatusAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken) =>
-        ValueTask.FromResult<(NbdIoStatus, IReadOnlyList<NbdExtent>)>((NbdIoStatus.Ok, [new NbdExtent(lengthBytes, Hole: false, Zero: false)]));
+    /// <summary>
+    /// base:allocation from the controller: a run proven to read as zeros with nothing stored is a hole that reads as
+    /// zeros, anything else is data. The answer may cover less than asked; the client asks again for the rest.
+    /// </summary>
+    public async ValueTask<(NbdIoStatus Status, IReadOnlyList<NbdExtent> Extents)> GetBlockStatusAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken)
+    {
+        AllocationReply reply;
+        try
+        {
+            reply = await _controller.GetAllocationAsync(offsetBytes, lengthBytes);
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            return (NbdIoStatus.IoError, []);
+        }
+
+        if (reply.Status != IoStatus.Ok || reply.Runs is not { Length: > 0 } runs)
+        {
+            return (reply.Status == IoStatus.Ok ? NbdIoStatus.IoError : Map(reply.Status), []);
+        }
+
+        var extents = new NbdExtent[runs.Length];
+        for (var i = 0; i < runs.Length; i++)
+        {
+            extents[i] = new NbdExtent(runs[i].LengthBytes, Hole: runs[i].Zero, Zero: runs[i].Zero);
+        }
+
+        return (NbdIoStatus.Ok, extents);
+    }
 
     public async ValueTask DisposeAsync()
     {

@@ -102,6 +102,102 @@ public sealed class NbdClusterToolTests(NbdClusterFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task BlockStatus_ReportsHolesOnlyWhereNothingIsStored_AndSparseCopiesKeepEveryByte()
+    {
+        const long MiB = 1024 * 1024;
+        var volume = await fixture.CreateVolumeAsync("sparse");
+        var uri = fixture.Uri(1, volume);
+        var written = await RunQemuIoAsync(uri, ["write -P 0xab 0 1M", "write -P 0xcd 10M 4k", "write -z 20M 1M"]);
+        Assert.DoesNotContain("fail", written, StringComparison.OrdinalIgnoreCase);
+
+        // Data is data whether it is still in the log or destaged already (a close seals the segment); the zeroed range
+        // may be either until its destage proves it zero; what was never written is a hole.
+        var map = await MapAsync(uri);
+        Assert.True(AllData(map, 0, MiB), Describe(map));
+        Assert.True(AllData(map, 10 * MiB, 4096), Describe(map));
+        Assert.True(AllHole(map, MiB, 9 * MiB), Describe(map));
+        Assert.True(AllHole(map, 32 * MiB, 32 * MiB), Describe(map));
+
+        // A block written a moment ago, on a connection that stays open (its segment is neither sealed nor destaged, and
+        // its extent replicas still hold nothing), is data: the dirty map is asked before the replicas.
+        // libnbd's Python binding (package python3-libnbd) belongs to the system's Python, whatever python3 is on PATH.
+        var fresh = await ToolRunner.RunOkAsync("/usr/bin/python3", ["-c", $$"""
+            import nbd
+            h = nbd.NBD()
+            h.add_meta_context("base:allocation")
+            h.connect_uri("{{uri}}")
+            h.pwrite(b"\x5e" * 4096, {{44 * MiB}})
+            seen = []
+            h.block_status(8192, {{44 * MiB}}, lambda context, offset, entries, error: seen.extend(entries))
+            print("status", *seen)
+            h.shutdown()
+            """], ToolTimeout);
+        Assert.Contains("status 4096 0 4096 3", fresh, StringComparison.Ordinal);
+
+        // Once destaged (segments seal after 2 s idle), the extents answer: the zeroed range is a hole, data is still data.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!AllHole(map, 20 * MiB, MiB) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(500);
+            map = await MapAsync(uri);
+            Assert.True(AllData(map, 0, MiB) && AllData(map, 10 * MiB, 4096), Describe(map));
+        }
+
+        Assert.True(AllHole(map, 20 * MiB, MiB), $"the zeroed range was still reported as data after 60 s: {Describe(map)}");
+        Assert.True(AllHole(map, 10 * MiB + 4096, 10 * MiB - 4096), Describe(map));
+
+        // A write after the destage is data at once, before its own destage.
+        var late = await RunQemuIoAsync(uri, ["write -P 0x77 40M 4k"]);
+        Assert.DoesNotContain("fail", late, StringComparison.OrdinalIgnoreCase);
+        map = await MapAsync(uri);
+        Assert.True(AllData(map, 40 * MiB, 4096) && AllHole(map, 40 * MiB + 4096, (4 * MiB) - 4096), Describe(map));
+
+        // Copies that skip holes hold every byte, through this node and through the other one (a move).
+        var expected = new byte[NbdClusterFixture.SmallVolumeBytes];
+        expected.AsSpan(0, (int)MiB).Fill(0xab);
+        expected.AsSpan((int)(10 * MiB), 4096).Fill(0xcd);
+        expected.AsSpan((int)(40 * MiB), 4096).Fill(0x77);
+        expected.AsSpan((int)(44 * MiB), 4096).Fill(0x5e);
+        var expectedPath = Path.Combine(_directory, "expected.img");
+        await File.WriteAllBytesAsync(expectedPath, expected);
+        var copied = Path.Combine(_directory, "copied.img");
+        await ToolRunner.RunOkAsync("nbdcopy", [uri, copied], ToolTimeout);
+        Assert.Equal(Sha256(expectedPath), Sha256(copied));
+        var converted = Path.Combine(_directory, "converted.img");
+        await ToolRunner.RunOkAsync("qemu-img", ["convert", "-f", "raw", "-O", "raw", fixture.Uri(2, volume), converted], ToolTimeout);
+        Assert.Equal(Sha256(expectedPath), Sha256(converted));
+        map = await MapAsync(fixture.Uri(2, volume));
+        Assert.True(AllData(map, 0, MiB) && AllData(map, 40 * MiB, 4096) && AllHole(map, 20 * MiB, MiB) && AllHole(map, 48 * MiB, 16 * MiB), Describe(map));
+    }
+
+    /// <summary><c>nbdinfo --map</c>: (offset, length, state) for base:allocation, state 3 being hole and zero.</summary>
+    private static async Task<List<(long Offset, long Length, int State)>> MapAsync(string uri)
+    {
+        var output = await ToolRunner.RunOkAsync("nbdinfo", ["--map", uri], ToolTimeout);
+        var map = new List<(long, long, int)>();
+        foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            map.Add((long.Parse(fields[0]), long.Parse(fields[1]), int.Parse(fields[2])));
+        }
+
+        Assert.Equal(NbdClusterFixture.SmallVolumeBytes, map.Sum(e => e.Item2));
+        return map;
+    }
+
+    private static bool AllData(List<(long Offset, long Length, int State)> map, long offset, long length) =>
+        Covering(map, offset, length).All(e => e.State == 0);
+
+    private static bool AllHole(List<(long Offset, long Length, int State)> map, long offset, long length) =>
+        Covering(map, offset, length).All(e => e.State == 3);
+
+    private static IEnumerable<(long Offset, long Length, int State)> Covering(List<(long Offset, long Length, int State)> map, long offset, long length) =>
+        map.Where(e => e.Offset < offset + length && e.Offset + e.Length > offset);
+
+    private static string Describe(List<(long Offset, long Length, int State)> map) =>
+        string.Join("; ", map.Select(e => $"{e.Offset}+{e.Length}:{e.State}"));
+
+    [Fact]
     public async Task Fio_RandomWritesAtDepth32_VerifyWithCrc32c()
     {
         var volume = await fixture.CreateVolumeAsync("fio-solo");
