@@ -120,11 +120,27 @@ public sealed partial class VolumeControllerGrain
 
     /// <summary>
     /// The allocation of one extent piece from a replica that holds every block (not one still being filled by
-    /// re-replication), in read order; null when none answers.
+    /// re-replication), in read order; null when none answers. When neither answers, the group may have moved since this
+    /// controller fetched its map: it asks once more under a fresh map, as reads do.
     /// </summary>
     private async Task<(long FirstBlockIndex, int BlockCount, byte State)[]?> ReplicaAllocationAsync(long block, int count)
     {
         var placement = _placement!;
+        if (await ReplicaAllocationAsync(placement, block, count) is { } runs)
+        {
+            return runs;
+        }
+
+        if (await RefreshPlacementAsync() is { } fresh && !fresh.Groups[fresh.GroupOfBlock(block)].Equals(placement.Groups[placement.GroupOfBlock(block)]))
+        {
+            return await ReplicaAllocationAsync(fresh, block, count);
+        }
+
+        return null;
+    }
+
+    private async Task<(long FirstBlockIndex, int BlockCount, byte State)[]?> ReplicaAllocationAsync(PlacementMap placement, long block, int count)
+    {
         var replicas = placement.Groups[placement.GroupOfBlock(block)];
         (string First, string? Second) order = replicas.Filling ? (replicas.NodeA, null) : ReadOrder(replicas.NodeA, replicas.NodeB);
         foreach (var node in new[] { order.First, order.Second })

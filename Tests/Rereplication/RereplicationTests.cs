@@ -99,6 +99,13 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         output.WriteLine($"killed {second}: {moved.Count(g => before.Groups[g].Holds(second))} moved groups now rely on their new replica alone");
         await AssertReadsBackAsync(volume, model);
 
+        // Block status with one replica of many groups gone: the survivors answer, so the never-written tail is still
+        // proven a hole (a replica that answers nothing would make it data), and everything written is data. The
+        // controller's map predates the re-replication: a group whose old replicas are both gone is asked again under
+        // a fresh map.
+        var allocation = await AllocationAsync(grains, "compute-1/rerep", (writtenMiB + 16L) * MiB);
+        Assert.Equal([new AllocationSpan((long)writtenMiB * MiB, Zero: false), new AllocationSpan(16L * MiB, Zero: true)], allocation);
+
         // The removed node comes back: fenced, named by no map, its replicas and segments refuse to serve.
         await cluster.Local.StartNodeAsync(victim, CancellationToken.None);
         await TestCluster.WaitUntilAsync(async () =>
@@ -185,6 +192,34 @@ public sealed class RereplicationTests(ITestOutputHelper output)
         }
 
         output.WriteLine($"compared {compared} blocks on both replicas of {extents} extents");
+    }
+
+    /// <summary>The allocation of a whole volume from its controller, adjacent runs of the same kind joined.</summary>
+    private async Task<List<AllocationSpan>> AllocationAsync(IClusterClient grains, string controllerKey, long sizeBytes)
+    {
+        var controller = grains.GetGrain<IVolumeControllerGrain>(controllerKey);
+        var runs = new List<AllocationSpan>();
+        for (var offset = 0L; offset < sizeBytes;)
+        {
+            var reply = await TestCluster.PastALostSiloAsync(() => controller.GetAllocationAsync(offset, sizeBytes - offset), _timeout);
+            Assert.Equal(IoStatus.Ok, reply.Status);
+            Assert.NotEmpty(reply.Runs!);
+            foreach (var run in reply.Runs!)
+            {
+                if (runs.Count > 0 && runs[^1].Zero == run.Zero)
+                {
+                    runs[^1] = runs[^1] with { LengthBytes = runs[^1].LengthBytes + run.LengthBytes };
+                }
+                else
+                {
+                    runs.Add(run);
+                }
+
+                offset += run.LengthBytes;
+            }
+        }
+
+        return runs;
     }
 
     private static async Task AssertReadsBackAsync(VolumeHandle volume, byte[] model)
