@@ -141,18 +141,12 @@ public sealed partial class VolumeControllerGrain
 
     private async Task<(long FirstBlockIndex, int BlockCount, byte State)[]?> ReplicaAllocationAsync(PlacementMap placement, long block, int count)
     {
-        var replicas = placement.Groups[placement.GroupOfBlock(block)];
-        (string First, string? Second) order = replicas.Filling ? (replicas.NodeA, null) : ReadOrder(replicas.NodeA, replicas.NodeB);
-        foreach (var node in new[] { order.First, order.Second })
+        var group = placement.GroupOfBlock(block);
+        foreach (var node in CompleteReplicasInReadOrder(placement.Groups[group]))
         {
-            if (node is null || _removedNodes.Contains(node))
-            {
-                continue;
-            }
-
             try
             {
-                return await GrainFactory.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(node, VolumeId, placement.GroupOfBlock(block)))
+                return await GrainFactory.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(node, VolumeId, group))
                     .GetAllocationAsync(BlockSizeBytes, block, count);
             }
             catch (Exception e) when (e is OrleansException or TimeoutException or NodeUnavailableException)

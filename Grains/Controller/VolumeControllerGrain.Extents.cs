@@ -95,16 +95,8 @@ public sealed partial class VolumeControllerGrain
     private async Task<ExtentReadReply?> ReadReplicaAsync(PlacementMap placement, long block, int count, Lsn minLsn)
     {
         var group = placement.GroupOfBlock(block);
-        var replicas = placement.Groups[group];
-        // A filling replica is still being copied: only the survivor (NodeA) has every block.
-        (string First, string? Second) order = replicas.Filling ? (replicas.NodeA, null) : ReadOrder(replicas.NodeA, replicas.NodeB);
-        foreach (var node in new[] { order.First, order.Second })
+        foreach (var node in CompleteReplicasInReadOrder(placement.Groups[group]))
         {
-            if (node is null || _removedNodes.Contains(node))
-            {
-                continue;
-            }
-
             ExtentReadReply reply;
             try
             {
@@ -125,6 +117,22 @@ public sealed partial class VolumeControllerGrain
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// The replicas of a group that hold every block, in the order to ask them: while one is still being filled by
+    /// re-replication only the survivor (NodeA); never a removed node; a suspect one last.
+    /// </summary>
+    private IEnumerable<string> CompleteReplicasInReadOrder(GroupReplicas replicas)
+    {
+        var (first, second) = replicas.Filling ? (replicas.NodeA, null) : ReadOrder(replicas.NodeA, replicas.NodeB);
+        foreach (var node in new[] { first, second })
+        {
+            if (node is not null && !_removedNodes.Contains(node))
+            {
+                yield return node;
+            }
+        }
     }
 
     /// <summary>Fetches the volume's placement map and the removed nodes again (both change only on re-replication).</summary>
