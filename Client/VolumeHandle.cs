@@ -7,7 +7,9 @@ namespace Converge.Client;
 /// <summary>
 /// Block I/O on one volume for .NET applications, tests and benchmarks: the volume is attached to the chosen compute
 /// node while the handle is open. Every completed write is acknowledged (committed on two storage mirrors).
-/// Dispose the handle to release the attachment.
+/// Dispose the handle to release the attachment. While open, the handle renews itself in the background; should this
+/// process die without disposing it, the controller releases it once its expiry passes unrenewed
+/// (<see cref="HandleExpiry.Default"/>, 30 s), so the volume does not stay attached for a client that is gone.
 /// </summary>
 public sealed class VolumeHandle : IAsyncDisposable
 {
@@ -18,17 +20,23 @@ public sealed class VolumeHandle : IAsyncDisposable
 
     private readonly IVolumeControllerGrain _controller;
     private readonly Guid _handleId;
+    private readonly TimeSpan _expiry;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _renewals;
     private int _closed;
+    private int _expired;
 
-    private VolumeHandle(IVolumeControllerGrain controller, Guid handleId, string name, string node, OpenReply reply)
+    private VolumeHandle(IVolumeControllerGrain controller, Guid handleId, TimeSpan expiry, string name, string node, OpenReply reply)
     {
         _controller = controller;
         _handleId = handleId;
+        _expiry = expiry;
         Name = name;
         Node = node;
         SizeBytes = reply.SizeBytes;
         BlockSizeBytes = reply.BlockSizeBytes;
         Epoch = reply.Epoch;
+        _renewals = expiry == HandleExpiry.Never ? Task.CompletedTask : Task.Run(RenewUntilClosedAsync);
     }
 
     public string Name { get; }
@@ -42,16 +50,37 @@ public sealed class VolumeHandle : IAsyncDisposable
     public ulong Epoch { get; }
 
     /// <summary>
+    /// True once the controller answered that this handle holds nothing any more: it went unrenewed past its expiry
+    /// (this client was cut off from the cluster that long) and the volume may have been detached or moved. I/O may still
+    /// be answered while the volume stays attached to the node for other handles; open a new handle to hold it again.
+    /// </summary>
+    public bool Expired => Volatile.Read(ref _expired) == 1;
+
+    /// <summary>
+    /// Attaches <paramref name="volumeName"/> on <paramref name="computeNode"/>, with the default expiry
+    /// (<see cref="HandleExpiry.Default"/>); see the overload with an expiry.
+    /// </summary>
+    public static Task<VolumeHandle> OpenAsync(IClusterClient cluster, string volumeName, string computeNode, CancellationToken cancellationToken = default) =>
+        OpenAsync(cluster, volumeName, computeNode, HandleExpiry.Default, cancellationToken);
+
+    /// <summary>
     /// Attaches <paramref name="volumeName"/> on <paramref name="computeNode"/>; refusals are thrown as
     /// <see cref="VolumeIoException"/>. The handle has its own id: an open whose reply the runtime lost is sent again
     /// (bounded) under that id and holds the volume once. An open that fails or is cancelled after it may have reached
-    /// the controller is closed again, best effort, so that it does not keep the volume attached.
+    /// the controller is closed again, best effort, so that it does not keep the volume attached. The handle renews
+    /// itself every fifth of <paramref name="handleExpiry"/>; the controller releases it when it goes unrenewed that long
+    /// (this process died). <see cref="HandleExpiry.Never"/> holds it until disposed.
     /// </summary>
-    public static async Task<VolumeHandle> OpenAsync(IClusterClient cluster, string volumeName, string computeNode, CancellationToken cancellationToken = default)
+    public static async Task<VolumeHandle> OpenAsync(IClusterClient cluster, string volumeName, string computeNode, TimeSpan handleExpiry, CancellationToken cancellationToken = default)
     {
         if (VolumeRules.CheckName(volumeName) is { } nameError)
         {
             throw new ArgumentException(nameError, nameof(volumeName));
+        }
+
+        if (HandleExpiry.Check(handleExpiry) is { } expiryError)
+        {
+            throw new ArgumentOutOfRangeException(nameof(handleExpiry), handleExpiry, expiryError);
         }
 
         if (!computeNode.StartsWith(NodeRoles.Compute + "-", StringComparison.Ordinal))
@@ -64,7 +93,7 @@ public sealed class VolumeHandle : IAsyncDisposable
         OpenReply reply;
         try
         {
-            reply = await OpenWithRetriesAsync(controller, handleId, cancellationToken);
+            reply = await OpenWithRetriesAsync(controller, handleId, handleExpiry, cancellationToken);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException or OperationCanceledException)
         {
@@ -77,16 +106,16 @@ public sealed class VolumeHandle : IAsyncDisposable
             throw new VolumeIoException(reply.Error.ToString(), reply.Message);
         }
 
-        return new VolumeHandle(controller, handleId, volumeName, computeNode, reply);
+        return new VolumeHandle(controller, handleId, handleExpiry, volumeName, computeNode, reply);
     }
 
-    private static async Task<OpenReply> OpenWithRetriesAsync(IVolumeControllerGrain controller, Guid handleId, CancellationToken cancellationToken)
+    private static async Task<OpenReply> OpenWithRetriesAsync(IVolumeControllerGrain controller, Guid handleId, TimeSpan expiry, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return await controller.OpenAsync(handleId).WaitAsync(cancellationToken);
+                return await controller.OpenAsync(handleId, expiry).WaitAsync(cancellationToken);
             }
             catch (OrleansException) when (attempt < OpenAttempts)
             {
@@ -126,10 +155,49 @@ public sealed class VolumeHandle : IAsyncDisposable
 
     public Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes) => _controller.ReadAsync(offsetBytes, lengthBytes);
 
+    /// <summary>
+    /// Renews the handle until it is disposed. A renewal that fails (the gateway died, the compute node restarts) is
+    /// simply sent again at the next period; four in a row may fail before the handle expires.
+    /// </summary>
+    private async Task RenewUntilClosedAsync()
+    {
+        using var timer = new PeriodicTimer(HandleExpiry.RenewPeriod(_expiry));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+            {
+                try
+                {
+                    var state = await _controller.KeepHandleAsync(_handleId, _expiry).WaitAsync(HandleExpiry.RenewPeriod(_expiry), _stop.Token);
+                    if (state == HandleState.Closed)
+                    {
+                        Volatile.Write(ref _expired, 1);
+                        return;
+                    }
+                }
+                catch (Exception e) when (e is OrleansException or TimeoutException)
+                {
+                    // Sent again at the next tick.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Disposed.
+        }
+        catch (ObjectDisposedException)
+        {
+            // The cluster client was disposed before this handle: nothing left to renew through, so the handle expires.
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _closed, 1) == 0)
         {
+            await _stop.CancelAsync();
+            await _renewals;
+            _stop.Dispose();
             await _controller.CloseAsync(_handleId);
         }
     }

@@ -57,10 +57,24 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     /// <summary>
     /// Attaches the volume here (new epoch, fencing the previous holder) for one more client handle. The client names
     /// the handle (one id per NBD connection or <c>VolumeHandle</c>), so an open retried after a lost reply is counted
-    /// once; an id already closed is refused (<see cref="VolumeError.InvalidHandle"/>).
+    /// once; an id already closed is refused (<see cref="VolumeError.InvalidHandle"/>). With a non-zero
+    /// <paramref name="expiry"/> (<see cref="HandleExpiry"/>) the handle is released as if closed once it goes that long
+    /// without an open or a <see cref="KeepHandleAsync"/> (its client died); zero holds it until it is closed (the NBD
+    /// gateway, which lives in this silo and closes with its connection). An expiry out of range is refused
+    /// (<see cref="VolumeError.InvalidHandle"/>).
     /// </summary>
     [Alias("Open"), ResponseTimeout("00:00:30")]
-    Task<OpenReply> OpenAsync(Guid handleId);
+    Task<OpenReply> OpenAsync(Guid handleId, TimeSpan expiry);
+
+    /// <summary>
+    /// Renews an expiring handle: the client is alive. <see cref="HandleState.Closed"/> when the handle was closed or has
+    /// expired (the client was silent too long: open again with a new handle). A handle this activation does not know,
+    /// while the volume is attached here, is taken on (its activation was lost with a silo and its I/O attached a new
+    /// one). <see cref="HandleState.NotAttached"/> when the volume is not attached here. An expiry out of range
+    /// (<see cref="HandleExpiry.Check"/>) throws <see cref="ArgumentException"/>.
+    /// </summary>
+    [Alias("KeepHandle"), ResponseTimeout("00:00:05")]
+    Task<HandleState> KeepHandleAsync(Guid handleId, TimeSpan expiry);
 
     /// <summary>
     /// The client handle is gone; the last one detaches after in-flight I/O drains. Closing an id that is not open
@@ -72,11 +86,11 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     /// <summary>
     /// Called by an activation of this grain that the runtime deactivated while the volume was attached (its grain
     /// directory entry was lost with a failed silo): attaches again here, for the client handles in
-    /// <paramref name="handleIds"/>, if the volume is still attached to this node at <paramref name="heldEpoch"/>. False
+    /// <paramref name="handles"/> (each with its expiry, counted afresh from now), if the volume is still attached to this node at <paramref name="heldEpoch"/>. False
     /// when it should be asked again (the attach failed for now); true when done or no longer wanted.
     /// </summary>
     [Alias("Resume"), ResponseTimeout("00:00:30")]
-    Task<bool> ResumeAsync(ulong heldEpoch, Guid[] handleIds);
+    Task<bool> ResumeAsync(ulong heldEpoch, HandleHold[] handles);
 
     /// <summary>
     /// Completes when the data is committed on both mirrors ("acknowledged"). <paramref name="notAfterUtcTicks"/>
@@ -122,6 +136,52 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     /// </summary>
     [Alias("Allocation"), ResponseTimeout("00:00:10")]
     Task<AllocationReply> GetAllocationAsync(long offsetBytes, long lengthBytes);
+}
+
+/// <summary>A client handle a controller holds, as handed to a successor activation: zero <paramref name="Expiry"/> never expires.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.HandleHold")]
+public readonly record struct HandleHold(
+    [property: Id(0)] Guid Id,
+    [property: Id(1)] TimeSpan Expiry);
+
+/// <summary>What <see cref="IVolumeControllerGrain.KeepHandleAsync"/> found.</summary>
+[GenerateSerializer, Alias("Converge.HandleState")]
+public enum HandleState
+{
+    /// <summary>Held and renewed.</summary>
+    Held = 0,
+    /// <summary>Closed, or expired unrenewed: it holds nothing any more.</summary>
+    Closed = 1,
+    /// <summary>The volume is not attached on this node; nothing to renew.</summary>
+    NotAttached = 2,
+}
+
+/// <summary>
+/// How long a client handle may go unrenewed before the controller releases it as if closed. A client process that dies
+/// never closes its handles; without an expiry its volume would stay attached to that compute node, lease renewed, and
+/// no other node could take it without forcing.
+/// </summary>
+public static class HandleExpiry
+{
+    /// <summary>Held until closed.</summary>
+    public static readonly TimeSpan Never = TimeSpan.Zero;
+
+    /// <summary>What <c>VolumeHandle</c> asks for unless told otherwise.</summary>
+    public static readonly TimeSpan Default = TimeSpan.FromSeconds(30);
+
+    /// <summary>Shorter ones would expire on a gateway failover or a collection pause.</summary>
+    public static readonly TimeSpan Min = TimeSpan.FromSeconds(2);
+
+    public static readonly TimeSpan Max = TimeSpan.FromHours(1);
+
+    /// <summary>How often a client renews: five chances before its handle expires.</summary>
+    public static TimeSpan RenewPeriod(TimeSpan expiry) => expiry / 5;
+
+    /// <summary>Null when <paramref name="expiry"/> is <see cref="Never"/> or within [<see cref="Min"/>, <see cref="Max"/>]; otherwise why not.</summary>
+    public static string? Check(TimeSpan expiry) =>
+        expiry == Never || (expiry >= Min && expiry <= Max)
+            ? null
+            : $"a handle expiry is 0 (held until closed) or between {Min.TotalSeconds:0} s and {Max.TotalMinutes:0} min, not {expiry.TotalSeconds:0.###} s";
 }
 
 /// <summary>Limits of the controller's batch calls.</summary>

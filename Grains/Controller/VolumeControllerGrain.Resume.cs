@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Converge.DataPath;
 using Microsoft.Extensions.Logging;
 
@@ -39,8 +40,9 @@ public sealed partial class VolumeControllerGrain
         return Task.CompletedTask;
     }
 
-    public async Task<bool> ResumeAsync(ulong heldEpoch, Guid[] handleIds)
+    public async Task<bool> ResumeAsync(ulong heldEpoch, HandleHold[] handles)
     {
+        var handleIds = Array.ConvertAll(handles, h => h.Id);
         await _openClose.WaitAsync();
         try
         {
@@ -48,7 +50,7 @@ public sealed partial class VolumeControllerGrain
             {
                 // I/O (or an open) reached this activation first and attached it already: the departing activation's
                 // clients hold it too. An earlier attempt that failed left nothing attached and is simply tried again.
-                _handles.Adopt(handleIds);
+                _handles.Adopt(handles, Stopwatch.GetTimestamp());
                 return true;
             }
 
@@ -86,7 +88,7 @@ public sealed partial class VolumeControllerGrain
                 return false;
             }
 
-            _handles.Adopt(handleIds);
+            _handles.Adopt(handles, Stopwatch.GetTimestamp());
             return true;
         }
         finally
@@ -96,14 +98,14 @@ public sealed partial class VolumeControllerGrain
     }
 
     /// <summary>Runs outside the departing activation: asks its successor to resume, bounded in attempts.</summary>
-    private async Task HandOverAsync(IVolumeControllerGrain successor, string name, ulong epoch, Guid[] handleIds)
+    private async Task HandOverAsync(IVolumeControllerGrain successor, string name, ulong epoch, HandleHold[] handles)
     {
         for (var attempt = 1; attempt <= ResumeAttempts; attempt++)
         {
             await Task.Delay(ResumeRetryDelay);
             try
             {
-                if (await successor.ResumeAsync(epoch, handleIds))
+                if (await successor.ResumeAsync(epoch, handles))
                 {
                     return;
                 }

@@ -79,11 +79,16 @@ public sealed partial class VolumeControllerGrain(
         return Task.CompletedTask;
     }
 
-    public async Task<OpenReply> OpenAsync(Guid handleId)
+    public async Task<OpenReply> OpenAsync(Guid handleId, TimeSpan expiry)
     {
         if (handleId == Guid.Empty)
         {
             return new OpenReply(VolumeError.InvalidHandle, "an open must name its client handle (a non-empty id)", 0, 0, 0);
+        }
+
+        if (HandleExpiry.Check(expiry) is { } expiryError)
+        {
+            return new OpenReply(VolumeError.InvalidHandle, expiryError, 0, 0, 0);
         }
 
         // Opens and closes interleave with I/O but never with each other: a close that detaches must not race an open.
@@ -98,7 +103,7 @@ public sealed partial class VolumeControllerGrain(
             var reply = await OpenCoreAsync();
             if (reply.Error == VolumeError.None)
             {
-                _handles.TryOpen(handleId);
+                _handles.TryOpen(handleId, expiry, Stopwatch.GetTimestamp());
             }
 
             return reply;
@@ -118,6 +123,76 @@ public sealed partial class VolumeControllerGrain(
             {
                 await CloseCoreAsync();
             }
+        }
+        finally
+        {
+            _openClose.Release();
+        }
+    }
+
+    public Task<HandleState> KeepHandleAsync(Guid handleId, TimeSpan expiry)
+    {
+        if (handleId == Guid.Empty || expiry == HandleExpiry.Never || HandleExpiry.Check(expiry) is not null)
+        {
+            throw new ArgumentException(HandleExpiry.Check(expiry) ?? "a renewal names a non-empty handle id and a non-zero expiry");
+        }
+
+        var now = Stopwatch.GetTimestamp();
+        if (_handles.Renew(handleId, expiry, now))
+        {
+            return Task.FromResult(HandleState.Held);
+        }
+
+        if (_handles.WasClosed(handleId))
+        {
+            return Task.FromResult(HandleState.Closed);
+        }
+
+        if (_attachment is not null && !_lost)
+        {
+            // A client of an activation lost with a silo, whose I/O attached this one (implicitly) or whose hand-over has
+            // not arrived yet: its handle is held from now on, and expires like any other.
+            _handles.Adopt([new HandleHold(handleId, expiry)], now);
+            LogHandleTakenOn(_name, handleId);
+            return Task.FromResult(HandleState.Held);
+        }
+
+        return Task.FromResult(HandleState.NotAttached);
+    }
+
+    /// <summary>
+    /// Releases the handles whose clients stopped renewing them; detaches, as a close would, when none is left. Runs on
+    /// the lease timer; the detach runs beside it, so the lease keeps being renewed should an open come in meanwhile.
+    /// </summary>
+    private void ExpireHandles()
+    {
+        var expired = _handles.Expire(Stopwatch.GetTimestamp());
+        if (expired.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var id in expired)
+        {
+            LogHandleExpired(_name, localNode.Name, id);
+        }
+
+        if (_handles.Count == 0)
+        {
+            _ = CloseExpiredAsync();
+        }
+    }
+
+    private async Task CloseExpiredAsync()
+    {
+        await _openClose.WaitAsync();
+        try
+        {
+            await CloseCoreAsync();
+        }
+        catch (Exception e)
+        {
+            LogAttachFailed(_name, $"detach after the last handle expired failed: {e.Message}");
         }
         finally
         {
@@ -315,6 +390,8 @@ public sealed partial class VolumeControllerGrain(
             return;
         }
 
+        ExpireHandles();
+
         var sent = Stopwatch.GetTimestamp();
         var epoch = _attachment.Epoch;
         try
@@ -400,6 +477,12 @@ public sealed partial class VolumeControllerGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name} attached on {Node} at epoch {Epoch}; dirty map rebuilt with {Blocks} blocks")]
     private partial void LogAttached(string name, string node, ulong epoch, int blocks);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name} on {Node}: client handle {HandleId} expired unrenewed (its client stopped); released as if closed")]
+    private partial void LogHandleExpired(string name, string node, Guid handleId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Volume {Name}: client handle {HandleId}, opened at an earlier activation, taken on at its renewal")]
+    private partial void LogHandleTakenOn(string name, Guid handleId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Volume {Name}: I/O reached an activation on {Node} that was never opened; attaching again")]
     private partial void LogImplicitAttach(string name, string node);

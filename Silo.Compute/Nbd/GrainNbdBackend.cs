@@ -59,12 +59,13 @@ public sealed partial class GrainNbdBackend(IGrainFactory grains, LocalNode node
         }
 
         var controller = grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey(node.Name, exportName));
-        // One handle per NBD connection: its close releases exactly this connection's hold on the attachment.
+        // One handle per NBD connection: its close releases exactly this connection's hold on the attachment. It never
+        // expires: this silo closes it with the connection, and should the silo die, the controller goes with it.
         var handleId = Guid.NewGuid();
         OpenReply reply;
         try
         {
-            reply = await controller.OpenAsync(handleId);
+            reply = await controller.OpenAsync(handleId, HandleExpiry.Never);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using Converge.Client;
 using Converge.Cluster;
 using Converge.DataPath;
 using Converge.Grains.Controller;
@@ -59,13 +61,74 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
 
         var adopted = Guid.NewGuid();
         handles.OpenImplicitly();
-        handles.Adopt([adopted]);
+        handles.Adopt([new HandleHold(adopted, HandleExpiry.Never)]);
         Assert.Equal(1, handles.Count);
         Assert.True(handles.IsHeld(adopted));
 
         var successor = new OpenHandles();
         successor.Adopt([]);
         Assert.Equal(1, successor.Count);
+    }
+
+    [Fact]
+    public void AnExpiringHandle_IsReleasedOnlyWhenNotRenewedWithinItsExpiry_AndAHandleWithoutOneNever()
+    {
+        var handles = new OpenHandles();
+        var start = Stopwatch.GetTimestamp();
+        long At(double seconds) => start + (long)(seconds * Stopwatch.Frequency);
+        var expiring = Guid.NewGuid();
+        var forever = Guid.NewGuid();
+        var expiry = TimeSpan.FromSeconds(10);
+        Assert.True(handles.TryOpen(expiring, expiry, start));
+        Assert.True(handles.TryOpen(forever, HandleExpiry.Never, start));
+
+        Assert.Empty(handles.Expire(At(9)));
+        Assert.True(handles.Renew(expiring, expiry, At(9)));
+        Assert.Empty(handles.Expire(At(18.5)));
+        Assert.Equal([expiring], handles.Expire(At(19.5)));
+
+        Assert.False(handles.IsHeld(expiring));
+        Assert.True(handles.WasClosed(expiring));
+        Assert.False(handles.Renew(expiring, expiry, At(20)));
+        Assert.False(handles.TryOpen(expiring, expiry, At(20)));
+        Assert.Empty(handles.Expire(At(1_000_000)));
+        Assert.Equal(1, handles.Count);
+        Assert.True(handles.IsHeld(forever));
+    }
+
+    [Fact]
+    public void AdoptedHandles_KeepTheirExpiries_CountedFromTheHandOver()
+    {
+        var start = Stopwatch.GetTimestamp();
+        long At(double seconds) => start + (long)(seconds * Stopwatch.Frequency);
+        var departing = new OpenHandles();
+        var expiring = Guid.NewGuid();
+        var forever = Guid.NewGuid();
+        departing.TryOpen(expiring, TimeSpan.FromSeconds(10), start);
+        departing.TryOpen(forever, HandleExpiry.Never, start);
+
+        var successor = new OpenHandles();
+        successor.OpenImplicitly();
+        successor.Adopt(departing.Snapshot(), At(50));
+
+        Assert.Equal(2, successor.Count);
+        Assert.Empty(successor.Expire(At(59)));
+        Assert.Equal([expiring], successor.Expire(At(61)));
+        Assert.Equal(1, successor.Count);
+        Assert.True(successor.IsHeld(forever));
+    }
+
+    [Theory]
+    [InlineData(0, true)]
+    [InlineData(2, true)]
+    [InlineData(30, true)]
+    [InlineData(3600, true)]
+    [InlineData(1, false)]
+    [InlineData(-5, false)]
+    [InlineData(3601, false)]
+    public void HandleExpiries_AreZeroOrWithinTheirBounds(int seconds, bool allowed)
+    {
+        Assert.Equal(allowed, HandleExpiry.Check(TimeSpan.FromSeconds(seconds)) is null);
     }
 
     [Fact]
@@ -92,8 +155,8 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         var controller = cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", "twice"));
         var handle = Guid.NewGuid();
 
-        var first = await controller.OpenAsync(handle);
-        var again = await controller.OpenAsync(handle);
+        var first = await controller.OpenAsync(handle, HandleExpiry.Never);
+        var again = await controller.OpenAsync(handle, HandleExpiry.Never);
 
         Assert.Equal(VolumeError.None, first.Error);
         Assert.Equal(VolumeError.None, again.Error);
@@ -103,10 +166,10 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         await controller.CloseAsync(handle);
 
         Assert.Null((await cluster.Grains.GetGrain<IVolumeGrain>("twice").GetAsync()).Volume!.AttachedNode);
-        var reopened = await controller.OpenAsync(handle);
+        var reopened = await controller.OpenAsync(handle, HandleExpiry.Never);
         Assert.Equal(VolumeError.InvalidHandle, reopened.Error);
         Assert.Null((await cluster.Grains.GetGrain<IVolumeGrain>("twice").GetAsync()).Volume!.AttachedNode);
-        Assert.Equal(VolumeError.InvalidHandle, (await controller.OpenAsync(Guid.Empty)).Error);
+        Assert.Equal(VolumeError.InvalidHandle, (await controller.OpenAsync(Guid.Empty, HandleExpiry.Never)).Error);
     }
 
     [Fact]
@@ -117,8 +180,8 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         var volume = cluster.Grains.GetGrain<IVolumeGrain>("shared-open");
         var a = Guid.NewGuid();
         var b = Guid.NewGuid();
-        Assert.Equal(VolumeError.None, (await controller.OpenAsync(a)).Error);
-        Assert.Equal(VolumeError.None, (await controller.OpenAsync(b)).Error);
+        Assert.Equal(VolumeError.None, (await controller.OpenAsync(a, HandleExpiry.Never)).Error);
+        Assert.Equal(VolumeError.None, (await controller.OpenAsync(b, HandleExpiry.Never)).Error);
 
         await controller.CloseAsync(a);
         await controller.CloseAsync(a);
@@ -126,6 +189,88 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
         await controller.CloseAsync(b);
         Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
+    }
+
+    /// <summary>
+    /// A handle opened with an expiry holds the volume while it is renewed, and once its renewals stop (its client died)
+    /// it is released as if closed: the volume detaches and another node may attach it without forcing. An expiry out of
+    /// range is refused and attaches nothing.
+    /// </summary>
+    [Fact]
+    public async Task AHandleNoLongerRenewed_Expires_AndTheVolumeDetaches()
+    {
+        await cluster.CreateVolumeAsync("expiring", 16L << 20);
+        var controller = cluster.Grains.GetGrain<IVolumeControllerGrain>(NodeRoles.PinnedKey("compute-1", "expiring"));
+        var volume = cluster.Grains.GetGrain<IVolumeGrain>("expiring");
+        var expiry = HandleExpiry.Min;
+
+        var refused = await controller.OpenAsync(Guid.NewGuid(), TimeSpan.FromMilliseconds(500));
+        Assert.Equal(VolumeError.InvalidHandle, refused.Error);
+        Assert.Contains("expiry", refused.Message, StringComparison.Ordinal);
+        Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
+        await Assert.ThrowsAsync<ArgumentException>(() => controller.KeepHandleAsync(Guid.NewGuid(), HandleExpiry.Never));
+
+        var handle = Guid.NewGuid();
+        Assert.Equal(VolumeError.None, (await controller.OpenAsync(handle, expiry)).Error);
+        var renewing = Stopwatch.StartNew();
+        while (renewing.Elapsed < expiry * 3)
+        {
+            Assert.Equal(HandleState.Held, await controller.KeepHandleAsync(handle, expiry));
+            await Task.Delay(expiry / 5);
+        }
+
+        Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
+
+        var silent = Stopwatch.StartNew();
+        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
+        {
+            Assert.True(silent.Elapsed < TimeSpan.FromSeconds(20), "the volume stayed attached for a handle nobody renewed");
+            await Task.Delay(200);
+        }
+
+        // Expired within its expiry and one lease tick (2.5 s), plus the detach.
+        Assert.InRange(silent.Elapsed, expiry, expiry + TimeSpan.FromSeconds(6));
+        Assert.Equal(HandleState.Closed, await controller.KeepHandleAsync(handle, expiry));
+        Assert.Equal(IoStatus.NotAttached, await controller.WriteAcknowledgedAsync(0, new byte[4096]));
+        var elsewhere = await volume.AttachAsync("compute-2", force: false);
+        Assert.True(elsewhere.Ok, elsewhere.Message);
+        await volume.DetachAsync("compute-2", elsewhere.Attachment!.Epoch);
+    }
+
+    /// <summary>
+    /// The client API end to end: a <see cref="VolumeHandle"/> keeps the volume attached by renewing itself well past its
+    /// expiry; when its client stops without disposing it (a process that died), the volume is released within the
+    /// expiry and another compute node opens it, written data intact.
+    /// </summary>
+    [Fact]
+    public async Task AClientGoneWithoutClosing_ReleasesItsVolume_AndAnotherNodeOpensIt()
+    {
+        await cluster.CreateVolumeAsync("client-gone", 16L << 20);
+        var volume = cluster.Grains.GetGrain<IVolumeGrain>("client-gone");
+        var expiry = TimeSpan.FromSeconds(3);
+        var data = new byte[4096];
+        Random.Shared.NextBytes(data);
+
+        var client = await cluster.Cluster.ConnectAsync();
+        var abandoned = await VolumeHandle.OpenAsync(client.Cluster, "client-gone", "compute-1", expiry);
+        Assert.Equal(IoStatus.Ok, await abandoned.WriteAsync(8192, data));
+        await Task.Delay(expiry * 3);
+        Assert.False(abandoned.Expired);
+        Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
+
+        await client.DisposeAsync();
+        var gone = Stopwatch.StartNew();
+        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
+        {
+            Assert.True(gone.Elapsed < TimeSpan.FromSeconds(20), "the volume stayed attached for a client that is gone");
+            await Task.Delay(200);
+        }
+
+        Assert.InRange(gone.Elapsed, TimeSpan.FromSeconds(1), expiry + TimeSpan.FromSeconds(6));
+        await using var successor = await VolumeHandle.OpenAsync(cluster.Grains, "client-gone", "compute-2");
+        var read = await successor.ReadAsync(8192, 4096);
+        Assert.Equal(IoStatus.Ok, read.Status);
+        Assert.Equal(data, read.Data);
     }
 
     /// <summary>
@@ -142,7 +287,7 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         var handle = Guid.NewGuid();
 
         await controller.CloseAsync(handle);
-        Assert.True(await controller.ResumeAsync(epoch, [handle]));
+        Assert.True(await controller.ResumeAsync(epoch, [new HandleHold(handle, HandleExpiry.Never)]));
 
         var after = (await volume.GetAsync()).Volume!;
         Assert.Null(after.AttachedNode);
@@ -162,7 +307,7 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         var (volume, controller, epoch) = await AttachedWithoutAControllerAsync("resume-open");
         var handle = Guid.NewGuid();
 
-        Assert.True(await controller.ResumeAsync(epoch, [handle]));
+        Assert.True(await controller.ResumeAsync(epoch, [new HandleHold(handle, HandleExpiry.Never)]));
 
         var resumed = (await volume.GetAsync()).Volume!;
         Assert.Equal("compute-1", resumed.AttachedNode);
