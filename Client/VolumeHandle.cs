@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using Converge.Cluster;
 using Converge.DataPath;
+using Converge.Grains.Placement;
 using Converge.Volumes;
 
 namespace Converge.Client;
@@ -21,10 +23,17 @@ public sealed class VolumeHandle : IAsyncDisposable
     private readonly IVolumeControllerGrain _controller;
     private readonly Guid _handleId;
     private readonly TimeSpan _expiry;
+    /// <summary>How often calls in flight are checked for progress, and how long a ping may take (<see cref="WatchNodeAsync"/>).</summary>
+    private static readonly TimeSpan NodeWatchPeriod = TimeSpan.FromSeconds(1);
+
     private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _nodeLost = new();
     private readonly Task _renewals;
+    private readonly Task _watch;
     private int _closed;
     private int _expired;
+    private int _inflight;
+    private long _answered;
 
     private VolumeHandle(IVolumeControllerGrain controller, Guid handleId, TimeSpan expiry, string name, string node, OpenReply reply)
     {
@@ -37,6 +46,7 @@ public sealed class VolumeHandle : IAsyncDisposable
         BlockSizeBytes = reply.BlockSizeBytes;
         Epoch = reply.Epoch;
         _renewals = expiry == HandleExpiry.Never ? Task.CompletedTask : Task.Run(RenewUntilClosedAsync);
+        _watch = Task.Run(WatchNodeAsync);
     }
 
     public string Name { get; }
@@ -50,9 +60,10 @@ public sealed class VolumeHandle : IAsyncDisposable
     public ulong Epoch { get; }
 
     /// <summary>
-    /// True once the controller answered that this handle holds nothing any more: it went unrenewed past its expiry
-    /// (this client was cut off from the cluster that long) and the volume may have been detached or moved. I/O may still
-    /// be answered while the volume stays attached to the node for other handles; open a new handle to hold it again.
+    /// True once this handle holds the volume no more: the controller answered it closed or expired, or no renewal was
+    /// answered held for a whole expiry (this client was cut off that long, or its compute node died). The volume may
+    /// have been detached or moved; renewals have stopped. I/O may still be answered while the volume stays attached to
+    /// the node for other handles; open a new handle to hold it again.
     /// </summary>
     public bool Expired => Volatile.Read(ref _expired) == 1;
 
@@ -147,35 +158,134 @@ public sealed class VolumeHandle : IAsyncDisposable
     /// that failed or timed out may have landed, but never after a write issued once it had failed (<see cref="WriteDeadline"/>).
     /// </summary>
     public Task<IoStatus> WriteAsync(long offsetBytes, ReadOnlyMemory<byte> data) =>
-        _controller.WriteAcknowledgedAsync(offsetBytes, data, WriteDeadline.FromNow());
+        Guard(_controller.WriteAcknowledgedAsync(offsetBytes, data, WriteDeadline.FromNow()));
 
     /// <summary>Makes a range read as zeros (logged, mirrored and acknowledged like a write).</summary>
     public Task<IoStatus> ZeroAsync(long offsetBytes, long lengthBytes) =>
-        _controller.ZeroAcknowledgedAsync(offsetBytes, lengthBytes, WriteDeadline.FromNow());
+        Guard(_controller.ZeroAcknowledgedAsync(offsetBytes, lengthBytes, WriteDeadline.FromNow()));
 
-    public Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes) => _controller.ReadAsync(offsetBytes, lengthBytes);
+    public Task<VolumeReadReply> ReadAsync(long offsetBytes, int lengthBytes) => Guard(_controller.ReadAsync(offsetBytes, lengthBytes));
 
     /// <summary>
-    /// Renews the handle until it is disposed. A renewal that fails (the gateway died, the compute node restarts) is
-    /// simply sent again at the next period; four in a row may fail before the handle expires.
+    /// True once this handle's compute node was found gone from the cluster with calls in flight: every call of the handle
+    /// then fails with <see cref="VolumeIoException"/> (<c>NodeLost</c>); open a new handle, on another compute node or on
+    /// this one once it is back.
     /// </summary>
-    private async Task RenewUntilClosedAsync()
+    public bool NodeLost => _nodeLost.IsCancellationRequested;
+
+    /// <summary>
+    /// An I/O call, failed early if the compute node leaves the cluster before it is answered. Without this, calls in
+    /// flight to a node that died wait out their 10 s timeout; with it, about a second or two after the node is declared
+    /// dead (<see cref="WatchNodeAsync"/>). Failing them early is safe for writes: the node is gone, so the controller
+    /// that had them can place none of them after a later write through a new handle, whose attach fences it.
+    /// </summary>
+    private Task<T> Guard<T>(Task<T> call) => call.IsCompleted && !NodeLost ? call : GuardAsync(call);
+
+    private async Task<T> GuardAsync<T>(Task<T> call)
     {
-        using var timer = new PeriodicTimer(HandleExpiry.RenewPeriod(_expiry));
+        Interlocked.Increment(ref _inflight);
+        try
+        {
+            return await call.WaitAsync(_nodeLost.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_nodeLost.IsCancellationRequested)
+        {
+            // Observe the abandoned call's own failure (its timeout, later) so that it is not reported unobserved.
+            _ = call.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            throw new VolumeIoException(
+                "NodeLost",
+                $"compute node {Node} left the cluster with this call of '{Name}' in flight; its outcome is unknown (a write may have landed, but none can land after a write through a new handle)");
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inflight);
+            Interlocked.Increment(ref _answered);
+        }
+    }
+
+    /// <summary>
+    /// Once a second: when calls are in flight and none was answered since the last look, asks whether the compute node is
+    /// still in the cluster by pinging its controller, and fails the calls in flight (<see cref="NodeLost"/>) when the
+    /// answer is that the node is gone: not an active member, or known dead to the gateway. A ping that times out or
+    /// fails otherwise (a busy node, a gateway that died) proves nothing, and the calls keep waiting for their own answer.
+    /// </summary>
+    private async Task WatchNodeAsync()
+    {
+        using var timer = new PeriodicTimer(NodeWatchPeriod);
+        var answeredBefore = -1L;
         try
         {
             while (await timer.WaitForNextTickAsync(_stop.Token))
             {
+                var answered = Interlocked.Read(ref _answered);
+                if (Volatile.Read(ref _inflight) == 0 || answered != answeredBefore)
+                {
+                    answeredBefore = answered;
+                    continue;
+                }
+
                 try
                 {
-                    var state = await _controller.KeepHandleAsync(_handleId, _expiry).WaitAsync(HandleExpiry.RenewPeriod(_expiry), _stop.Token);
-                    if (state == HandleState.Closed)
+                    await _controller.PingAsync().WaitAsync(NodeWatchPeriod, _stop.Token);
+                }
+                catch (Exception e) when (e is NodeUnavailableException or SiloUnavailableException)
+                {
+                    await _nodeLost.CancelAsync();
+                    return;
+                }
+                catch (Exception e) when (e is OrleansException or TimeoutException)
+                {
+                    // Not proven gone: looked at again at the next tick.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Disposed.
+        }
+        catch (ObjectDisposedException)
+        {
+            // The cluster client was disposed: nothing left to watch through.
+        }
+    }
+
+    /// <summary>
+    /// Renews the handle until it is disposed, or until it holds nothing: the controller answered it closed or expired, or
+    /// no renewal was answered held for a whole expiry (the controller, if it is still there, has let it go). A renewal
+    /// that fails (the gateway died, the compute node restarts) is sent again at the next period.
+    /// </summary>
+    private async Task RenewUntilClosedAsync()
+    {
+        var period = HandleExpiry.RenewPeriod(_expiry);
+        using var timer = new PeriodicTimer(period);
+        var heldEpoch = Epoch;
+        var heldSince = Stopwatch.GetTimestamp();
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+            {
+                if (Stopwatch.GetElapsedTime(heldSince) > _expiry)
+                {
+                    Volatile.Write(ref _expired, 1);
+                    return;
+                }
+
+                try
+                {
+                    var sent = Stopwatch.GetTimestamp();
+                    var renewal = await _controller.KeepHandleAsync(_handleId, heldEpoch, _expiry).WaitAsync(period, _stop.Token);
+                    if (renewal.State == HandleState.Held)
+                    {
+                        heldSince = sent;
+                        heldEpoch = renewal.Epoch;
+                    }
+                    else if (renewal.State == HandleState.Closed)
                     {
                         Volatile.Write(ref _expired, 1);
                         return;
                     }
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
+                catch (Exception e) when (e is OrleansException or TimeoutException or NodeUnavailableException)
                 {
                     // Sent again at the next tick.
                 }
@@ -197,8 +307,14 @@ public sealed class VolumeHandle : IAsyncDisposable
         {
             await _stop.CancelAsync();
             await _renewals;
+            await _watch;
             _stop.Dispose();
-            await _controller.CloseAsync(_handleId);
+            if (!NodeLost)
+            {
+                // A node that left the cluster took the controller, and the hold, with it. A close sent anyway could reach
+                // a new activation after the node's restart, which knows nothing of this handle.
+                await _controller.CloseAsync(_handleId);
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
             status = IoStatus.IoError;
         }
 
-        if (status == IoStatus.NotAttached)
+        if (status == IoStatus.NotAttached || handle.NodeLost)
         {
             await ReopenAsync(handle);
         }
@@ -73,7 +73,7 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
             reply = new VolumeReadReply(IoStatus.IoError, null);
         }
 
-        if (reply.Status == IoStatus.NotAttached)
+        if (reply.Status == IoStatus.NotAttached || handle.NodeLost)
         {
             await ReopenAsync(handle);
         }
@@ -192,7 +192,10 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
     private static readonly TimeSpan OpenBackoff = TimeSpan.FromSeconds(1);
     private long _openFailedTicks;
 
-    /// <summary>The controller lost its attachment (a storage silo died, or its lease lapsed): close it so the next call reattaches.</summary>
+    /// <summary>
+    /// The controller lost its attachment (a storage silo died, or its lease lapsed), or its node left the cluster: close
+    /// the handle so the next call reattaches (on the holder, which the fault scheduler moves off a dead node).
+    /// </summary>
     private async Task ReopenAsync(VolumeHandle failed)
     {
         await _switch.WaitAsync();
@@ -225,7 +228,7 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
         {
             await handle.DisposeAsync().AsTask().WaitAsync(CloseTimeout);
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        catch (Exception e) when (e is OrleansException or TimeoutException or Grains.Placement.NodeUnavailableException)
         {
             // The node is dead or hung: the next holder's attach fences whatever this activation still holds.
         }

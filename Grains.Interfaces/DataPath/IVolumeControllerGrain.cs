@@ -67,14 +67,22 @@ public interface IVolumeControllerGrain : IGrainWithStringKey
     Task<OpenReply> OpenAsync(Guid handleId, TimeSpan expiry);
 
     /// <summary>
-    /// Renews an expiring handle: the client is alive. <see cref="HandleState.Closed"/> when the handle was closed or has
-    /// expired (the client was silent too long: open again with a new handle). A handle this activation does not know,
-    /// while the volume is attached here, is taken on (its activation was lost with a silo and its I/O attached a new
-    /// one). <see cref="HandleState.NotAttached"/> when the volume is not attached here. An expiry out of range
-    /// (<see cref="HandleExpiry.Check"/>) throws <see cref="ArgumentException"/>.
+    /// Answers at once and changes nothing: a client with calls in flight that go unanswered asks this to learn whether
+    /// the controller's compute node is still in the cluster (a node gone fails the call fast, by placement or by the
+    /// gateway knowing the silo dead).
+    /// </summary>
+    [Alias("Ping"), ResponseTimeout("00:00:02")]
+    Task PingAsync();
+
+    /// <summary>
+    /// Renews an expiring handle: its client is alive. <paramref name="heldEpoch"/> is the newest epoch the client knows
+    /// its handle held (the open's, then each renewal's answer). A handle this activation does not know is taken on when
+    /// it held this node's previous attachment, just before this one (the activation was lost with a silo and I/O
+    /// attached a new one before any hand-over); otherwise it is not held here. <see cref="HandleState.Closed"/> when the
+    /// handle was closed or has expired. An expiry out of range or zero throws <see cref="ArgumentException"/>.
     /// </summary>
     [Alias("KeepHandle"), ResponseTimeout("00:00:05")]
-    Task<HandleState> KeepHandleAsync(Guid handleId, TimeSpan expiry);
+    Task<HandleRenewal> KeepHandleAsync(Guid handleId, ulong heldEpoch, TimeSpan expiry);
 
     /// <summary>
     /// The client handle is gone; the last one detaches after in-flight I/O drains. Closing an id that is not open
@@ -152,9 +160,18 @@ public enum HandleState
     Held = 0,
     /// <summary>Closed, or expired unrenewed: it holds nothing any more.</summary>
     Closed = 1,
-    /// <summary>The volume is not attached on this node; nothing to renew.</summary>
-    NotAttached = 2,
+    /// <summary>
+    /// This activation does not hold the volume for the handle (not attached, or attached for other handles). A hand-over
+    /// from a lost activation may still bring it; a client that hears this for a whole expiry holds nothing.
+    /// </summary>
+    NotHeld = 2,
 }
+
+/// <summary>A renewal's answer: the handle's state and, when held, the epoch of the attachment that holds it.</summary>
+[GenerateSerializer, Immutable, Alias("Converge.HandleRenewal")]
+public readonly record struct HandleRenewal(
+    [property: Id(0)] HandleState State,
+    [property: Id(1)] ulong Epoch);
 
 /// <summary>
 /// How long a client handle may go unrenewed before the controller releases it as if closed. A client process that dies

@@ -1,4 +1,5 @@
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Converge.Grains.Extents;
 using Converge.Grains.Placement;
 using Converge.Storage;
@@ -149,7 +150,7 @@ public sealed partial class VolumeControllerGrain
                 return await GrainFactory.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(node, VolumeId, group))
                     .GetAllocationAsync(BlockSizeBytes, block, count);
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException or NodeUnavailableException)
+            catch (Exception e) when (CallFailure.Is(e))
             {
                 MarkSuspect(node);
             }

@@ -1,4 +1,5 @@
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Converge.Storage;
 
 namespace Converge.Grains.Controller;
@@ -38,7 +39,7 @@ public sealed partial class VolumeControllerGrain
                     var reply = await Mirror(node, dirty.Segment.SegmentId).ReadAsync(dirty.Lsn, (ulong)(block * bs), bs);
                     copies.Add(new BlockCopy($"log {node}", dirty.Lsn.ToString(), reply.Data, reply.Status.ToString()));
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+                catch (Exception e) when (CallFailure.Is(e))
                 {
                     copies.Add(new BlockCopy($"log {node}", "", null, e.GetType().Name));
                 }
@@ -56,7 +57,7 @@ public sealed partial class VolumeControllerGrain
                 var state = reply.Blocks.Length > 0 ? reply.Blocks[0].State.ToString() : "";
                 copies.Add(new BlockCopy($"extent {node} group {group}{(replicas.Filling && node == replicas.NodeB ? " (filling)" : "")}", lsn, reply.Data, $"{reply.Status} {state}"));
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+            catch (Exception e) when (CallFailure.Is(e))
             {
                 copies.Add(new BlockCopy($"extent {node} group {group}", "", null, e.GetType().Name));
             }

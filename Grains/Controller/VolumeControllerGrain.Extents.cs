@@ -1,7 +1,8 @@
 using System.Diagnostics;
+using Converge.Grains.Cluster;
 using Converge.Grains.Placement;
-using Lsn = Converge.Log.Lsn;
 using Converge.Storage;
+using Lsn = Converge.Log.Lsn;
 
 namespace Converge.Grains.Controller;
 
@@ -103,7 +104,7 @@ public sealed partial class VolumeControllerGrain
                 reply = await GrainFactory.GetGrain<IExtentReplicaGrain>(IExtentReplicaGrain.Key(node, VolumeId, group))
                     .ReadBlocksAsync(BlockSizeBytes, block, count);
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException or NodeUnavailableException)
+            catch (Exception e) when (CallFailure.Is(e))
             {
                 MarkSuspect(node);
                 continue;
@@ -150,7 +151,7 @@ public sealed partial class VolumeControllerGrain
             _placementRefreshedTicks = System.Diagnostics.Stopwatch.GetTimestamp();
             return _placement;
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        catch (Exception e) when (CallFailure.Is(e))
         {
             return null;
         }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Microsoft.Extensions.Logging;
 
 namespace Converge.Grains.Controller;
@@ -104,7 +105,7 @@ public sealed partial class VolumeControllerGrain
 
             await PruneDestagedAsync();
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        catch (Exception e) when (CallFailure.Is(e))
         {
             // Tried again at the next tick.
         }
@@ -185,7 +186,7 @@ public sealed partial class VolumeControllerGrain
         {
             return await Mirror(node, segmentId).IsDestagedAsync();
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+        catch (Exception e) when (CallFailure.Is(e))
         {
             return false;
         }

@@ -1,4 +1,5 @@
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 
 namespace Converge.Grains.Controller;
 
@@ -27,7 +28,7 @@ public sealed partial class VolumeControllerGrain
                 return Shuffle(first, second);
             }
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+        catch (Exception e) when (CallFailure.Is(e))
         {
             LogChoosingAlone(_name, e.Message);
         }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Converge.Log;
 
 namespace Converge.Grains.Controller;
@@ -322,7 +323,7 @@ public sealed partial class VolumeControllerGrain
 
                 gone |= last.Status == MirrorStatus.Gone;
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+            catch (Exception e) when (CallFailure.Is(e))
             {
                 MarkSuspect(node);
                 last = new ReadReply(MirrorStatus.Faulted, null);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Microsoft.Extensions.Logging;
 
 namespace Converge.Grains.Controller;
@@ -74,7 +75,7 @@ public sealed partial class VolumeControllerGrain
                 {
                     await Volume.DetachAsync(localNode.Name, heldEpoch);
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
+                catch (Exception e) when (CallFailure.Is(e))
                 {
                     // The lease lapses on its own.
                 }
@@ -110,7 +111,7 @@ public sealed partial class VolumeControllerGrain
                     return;
                 }
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException)
+            catch (Exception e) when (CallFailure.Is(e))
             {
                 // The departing activation may not be gone yet, or the control plane is busy: asked again.
             }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Converge.Cluster;
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Converge.Log;
 
 namespace Converge.Grains.Controller;
@@ -86,7 +87,7 @@ public sealed partial class VolumeControllerGrain
                 {
                     entries = await Mirror(node, segment.SegmentId).GetEntriesAsync();
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException)
+                catch (Exception e) when (CallFailure.Is(e))
                 {
                     continue;
                 }
@@ -286,7 +287,7 @@ public sealed partial class VolumeControllerGrain
             ResetSegmentFill();
             ControllerInstruments.RotationDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
-        catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException)
+        catch (Exception e) when (e is DataPathException || CallFailure.Is(e))
         {
             LogAttachFailed(_name, e.Message);
         }
@@ -299,7 +300,7 @@ public sealed partial class VolumeControllerGrain
         {
             return await call();
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException or Placement.NodeUnavailableException or OperationCanceledException)
+        catch (Exception e) when (CallFailure.Is(e))
         {
             return MirrorStatus.Faulted;
         }

@@ -130,7 +130,9 @@ public sealed partial class VolumeControllerGrain(
         }
     }
 
-    public Task<HandleState> KeepHandleAsync(Guid handleId, TimeSpan expiry)
+    public Task PingAsync() => Task.CompletedTask;
+
+    public Task<HandleRenewal> KeepHandleAsync(Guid handleId, ulong heldEpoch, TimeSpan expiry)
     {
         if (handleId == Guid.Empty || expiry == HandleExpiry.Never || HandleExpiry.Check(expiry) is not null)
         {
@@ -138,26 +140,32 @@ public sealed partial class VolumeControllerGrain(
         }
 
         var now = Stopwatch.GetTimestamp();
-        if (_handles.Renew(handleId, expiry, now))
-        {
-            return Task.FromResult(HandleState.Held);
-        }
-
         if (_handles.WasClosed(handleId))
         {
-            return Task.FromResult(HandleState.Closed);
+            return Task.FromResult(new HandleRenewal(HandleState.Closed, 0));
         }
 
-        if (_attachment is not null && !_lost)
+        if (_attachment is not { } attachment || _lost)
         {
-            // A client of an activation lost with a silo, whose I/O attached this one (implicitly) or whose hand-over has
-            // not arrived yet: its handle is held from now on, and expires like any other.
+            return Task.FromResult(new HandleRenewal(HandleState.NotHeld, 0));
+        }
+
+        if (_handles.Renew(handleId, expiry, now))
+        {
+            return Task.FromResult(new HandleRenewal(HandleState.Held, attachment.Epoch));
+        }
+
+        if (heldEpoch != 0 && heldEpoch == attachment.PreviousEpoch && attachment.PreviousHolder == localNode.Name)
+        {
+            // The handle held this node's previous attachment: its activation was lost with a silo, and I/O attached this
+            // one (implicitly) before any hand-over. Held from now on, and it replaces the implicit hold its I/O made. A
+            // handle of an older attachment (dropped by a client when the volume moved away, say) is not taken on.
             _handles.Adopt([new HandleHold(handleId, expiry)], now);
             LogHandleTakenOn(_name, handleId);
-            return Task.FromResult(HandleState.Held);
+            return Task.FromResult(new HandleRenewal(HandleState.Held, attachment.Epoch));
         }
 
-        return Task.FromResult(HandleState.NotAttached);
+        return Task.FromResult(new HandleRenewal(HandleState.NotHeld, 0));
     }
 
     /// <summary>
@@ -249,7 +257,7 @@ public sealed partial class VolumeControllerGrain(
             _ready = true;
             PublishReads();
         }
-        catch (Exception e) when (e is DataPathException or OrleansException or TimeoutException or InvalidOperationException or ArgumentException)
+        catch (Exception e) when (e is DataPathException or InvalidOperationException or ArgumentException || CallFailure.Is(e))
         {
             LogAttachFailed(_name, e.Message);
             _leaseTimer.Dispose();
@@ -260,7 +268,7 @@ public sealed partial class VolumeControllerGrain(
             {
                 await Volume.DetachAsync(localNode.Name, epoch);
             }
-            catch (Exception detach) when (detach is OrleansException or TimeoutException)
+            catch (Exception detach) when (CallFailure.Is(detach))
             {
                 // The lease lapses on its own.
             }
@@ -308,7 +316,7 @@ public sealed partial class VolumeControllerGrain(
                 await Volume.DetachAsync(localNode.Name, _attachment.Epoch);
                 LogDetached(_name, localNode.Name, _attachment.Epoch);
             }
-            catch (Exception e) when (e is OrleansException or TimeoutException or DataPathException)
+            catch (Exception e) when (e is DataPathException || CallFailure.Is(e))
             {
                 // The next holder fences and seals whatever is left open; without a detach the lease lapses on its own.
                 LogAttachFailed(_name, $"graceful detach incomplete: {e.Message}");
@@ -417,7 +425,7 @@ public sealed partial class VolumeControllerGrain(
                 LogLeaseLost(_name, localNode.Name);
             }
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        catch (Exception e) when (CallFailure.Is(e))
         {
             // Try again at the next tick; MayServe stops I/O if renewals keep failing.
         }

@@ -208,16 +208,20 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.Equal(VolumeError.InvalidHandle, refused.Error);
         Assert.Contains("expiry", refused.Message, StringComparison.Ordinal);
         Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
-        await Assert.ThrowsAsync<ArgumentException>(() => controller.KeepHandleAsync(Guid.NewGuid(), HandleExpiry.Never));
+        await Assert.ThrowsAsync<ArgumentException>(() => controller.KeepHandleAsync(Guid.NewGuid(), 0, HandleExpiry.Never));
 
         var handle = Guid.NewGuid();
-        Assert.Equal(VolumeError.None, (await controller.OpenAsync(handle, expiry)).Error);
+        var opened = await controller.OpenAsync(handle, expiry);
+        Assert.Equal(VolumeError.None, opened.Error);
         var renewing = Stopwatch.StartNew();
         while (renewing.Elapsed < expiry * 3)
         {
-            Assert.Equal(HandleState.Held, await controller.KeepHandleAsync(handle, expiry));
+            Assert.Equal(new HandleRenewal(HandleState.Held, opened.Epoch), await controller.KeepHandleAsync(handle, opened.Epoch, expiry));
             await Task.Delay(expiry / 5);
         }
+
+        // A handle this attachment never held (one of an earlier attachment, dropped by its client) is not taken on.
+        Assert.Equal(HandleState.NotHeld, (await controller.KeepHandleAsync(Guid.NewGuid(), opened.Epoch - 1, expiry)).State);
 
         Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
 
@@ -230,7 +234,7 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
 
         // Expired within its expiry and one lease tick (2.5 s), plus the detach.
         Assert.InRange(silent.Elapsed, expiry, expiry + TimeSpan.FromSeconds(6));
-        Assert.Equal(HandleState.Closed, await controller.KeepHandleAsync(handle, expiry));
+        Assert.Equal(HandleState.Closed, (await controller.KeepHandleAsync(handle, opened.Epoch, expiry)).State);
         Assert.Equal(IoStatus.NotAttached, await controller.WriteAcknowledgedAsync(0, new byte[4096]));
         var elsewhere = await volume.AttachAsync("compute-2", force: false);
         Assert.True(elsewhere.Ok, elsewhere.Message);
@@ -298,6 +302,35 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
         var elsewhere = await volume.AttachAsync("compute-2", force: false);
         Assert.True(elsewhere.Ok, elsewhere.Message);
+    }
+
+    /// <summary>
+    /// When a controller's activation is lost and I/O attaches a new one before any hand-over (an implicit hold), the
+    /// next renewal of a client handle that held the lost attachment is taken on, replacing the implicit hold: so the
+    /// volume still detaches when that client goes silent. A handle of an older attachment is not taken on.
+    /// </summary>
+    [Fact]
+    public async Task ARenewalOfAHandleTheLostActivationHeld_IsTakenOn_AndReplacesTheImplicitHold()
+    {
+        var (volume, controller, epoch) = await AttachedWithoutAControllerAsync("taken-on");
+        Assert.Equal(IoStatus.Ok, await controller.WriteAcknowledgedAsync(0, new byte[4096]));
+        var attached = (await volume.GetAsync()).Volume!;
+        Assert.Equal("compute-1", attached.AttachedNode);
+        Assert.True(attached.Epoch > epoch);
+
+        Assert.Equal(HandleState.NotHeld, (await controller.KeepHandleAsync(Guid.NewGuid(), epoch - 1, HandleExpiry.Min)).State);
+        var handle = Guid.NewGuid();
+        Assert.Equal(new HandleRenewal(HandleState.Held, attached.Epoch), await controller.KeepHandleAsync(handle, epoch, HandleExpiry.Min));
+        Assert.Equal(new HandleRenewal(HandleState.Held, attached.Epoch), await controller.KeepHandleAsync(handle, attached.Epoch, HandleExpiry.Min));
+
+        var silent = Stopwatch.StartNew();
+        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
+        {
+            Assert.True(silent.Elapsed < TimeSpan.FromSeconds(20), "the implicit hold outlived the handle that replaced it");
+            await Task.Delay(200);
+        }
+
+        Assert.Equal(HandleState.Closed, (await controller.KeepHandleAsync(handle, attached.Epoch, HandleExpiry.Min)).State);
     }
 
     /// <summary>The resume of a handle still open attaches again on the same node, under a new epoch.</summary>
