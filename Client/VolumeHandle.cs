@@ -20,12 +20,13 @@ public sealed class VolumeHandle : IAsyncDisposable
     private static readonly TimeSpan OpenRetryDelay = TimeSpan.FromMilliseconds(500);
     private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromSeconds(5);
 
-    private readonly IVolumeControllerGrain _controller;
-    private readonly Guid _handleId;
-    private readonly TimeSpan _expiry;
     /// <summary>How often calls in flight are checked for progress, and how long a ping may take (<see cref="WatchNodeAsync"/>).</summary>
     private static readonly TimeSpan NodeWatchPeriod = TimeSpan.FromSeconds(1);
 
+    private readonly IClusterClient _cluster;
+    private readonly IVolumeControllerGrain _controller;
+    private readonly Guid _handleId;
+    private readonly TimeSpan _expiry;
     private readonly CancellationTokenSource _stop = new();
     private readonly CancellationTokenSource _nodeLost = new();
     private readonly Task _renewals;
@@ -35,8 +36,9 @@ public sealed class VolumeHandle : IAsyncDisposable
     private int _inflight;
     private long _answered;
 
-    private VolumeHandle(IVolumeControllerGrain controller, Guid handleId, TimeSpan expiry, string name, string node, OpenReply reply)
+    private VolumeHandle(IClusterClient cluster, IVolumeControllerGrain controller, Guid handleId, TimeSpan expiry, string name, string node, OpenReply reply)
     {
+        _cluster = cluster;
         _controller = controller;
         _handleId = handleId;
         _expiry = expiry;
@@ -117,7 +119,7 @@ public sealed class VolumeHandle : IAsyncDisposable
             throw new VolumeIoException(reply.Error.ToString(), reply.Message);
         }
 
-        return new VolumeHandle(controller, handleId, handleExpiry, volumeName, computeNode, reply);
+        return new VolumeHandle(cluster, controller, handleId, handleExpiry, volumeName, computeNode, reply);
     }
 
     private static async Task<OpenReply> OpenWithRetriesAsync(IVolumeControllerGrain controller, Guid handleId, TimeSpan expiry, CancellationToken cancellationToken)
@@ -204,10 +206,11 @@ public sealed class VolumeHandle : IAsyncDisposable
     }
 
     /// <summary>
-    /// Once a second: when calls are in flight and none was answered since the last look, asks whether the compute node is
-    /// still in the cluster by pinging its controller, and fails the calls in flight (<see cref="NodeLost"/>) when the
-    /// answer is that the node is gone: not an active member, or known dead to the gateway. A ping that times out or
-    /// fails otherwise (a busy node, a gateway that died) proves nothing, and the calls keep waiting for their own answer.
+    /// Once a second: when calls are in flight and none was answered since the last look, pings the controller. When the
+    /// ping fails, the node is taken for gone only on the cluster's word: placement refused it as not an active member,
+    /// or membership lists no active silo of that name. Then the calls in flight fail (<see cref="NodeLost"/>). A node
+    /// that is only slow, hung or out of reach of one gateway is still a member, and the calls keep waiting for their
+    /// own answers: its controller may still place them.
     /// </summary>
     private async Task WatchNodeAsync()
     {
@@ -228,18 +231,17 @@ public sealed class VolumeHandle : IAsyncDisposable
                 {
                     await _controller.PingAsync().WaitAsync(NodeWatchPeriod, _stop.Token);
                 }
-                catch (Exception e) when (e is NodeUnavailableException or SiloUnavailableException)
+                catch (Exception e) when (IsCallFailure(e))
                 {
-                    await _nodeLost.CancelAsync();
-                    return;
-                }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
-                {
-                    // Not proven gone: looked at again at the next tick.
+                    if (e is NodeUnavailableException || !await NodeIsActiveAsync())
+                    {
+                        await _nodeLost.CancelAsync();
+                        return;
+                    }
                 }
             }
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
             // Disposed.
         }
@@ -248,6 +250,24 @@ public sealed class VolumeHandle : IAsyncDisposable
             // The cluster client was disposed: nothing left to watch through.
         }
     }
+
+    /// <summary>False only when membership, asked through the gateway, lists no active silo named <see cref="Node"/>.</summary>
+    private async Task<bool> NodeIsActiveAsync()
+    {
+        try
+        {
+            var hosts = await _cluster.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: true).WaitAsync(NodeWatchPeriod, _stop.Token);
+            return Array.Exists(hosts, h => h.SiloName == Node && h.Status == SiloStatus.Active);
+        }
+        catch (Exception e) when (IsCallFailure(e))
+        {
+            return true;
+        }
+    }
+
+    /// <summary>A call that failed for the cluster's reasons, not because this handle was disposed.</summary>
+    private bool IsCallFailure(Exception e) =>
+        e is OrleansException or TimeoutException or NodeUnavailableException || (e is OperationCanceledException && !_stop.IsCancellationRequested);
 
     /// <summary>
     /// Renews the handle until it is disposed, or until it holds nothing: the controller answered it closed or expired, or
@@ -285,13 +305,13 @@ public sealed class VolumeHandle : IAsyncDisposable
                         return;
                     }
                 }
-                catch (Exception e) when (e is OrleansException or TimeoutException or NodeUnavailableException)
+                catch (Exception e) when (IsCallFailure(e))
                 {
                     // Sent again at the next tick.
                 }
             }
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
             // Disposed.
         }
