@@ -220,6 +220,12 @@ public sealed class VolumeHandle : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stop.Token))
             {
+                if (Expired)
+                {
+                    // Holds nothing any more: a handle dropped undisposed (its volume moved away) stops watching too.
+                    return;
+                }
+
                 var answered = Interlocked.Read(ref _answered);
                 if (Volatile.Read(ref _inflight) == 0 || answered != answeredBefore)
                 {
