@@ -225,15 +225,10 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
 
         Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
 
-        var silent = Stopwatch.StartNew();
-        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
-        {
-            Assert.True(silent.Elapsed < TimeSpan.FromSeconds(20), "the volume stayed attached for a handle nobody renewed");
-            await Task.Delay(200);
-        }
+        var silent = await DetachedWithinAsync(volume, "the volume stayed attached for a handle nobody renewed");
 
         // Expired within its expiry and one lease tick (2.5 s), plus the detach.
-        Assert.InRange(silent.Elapsed, expiry, expiry + TimeSpan.FromSeconds(6));
+        Assert.InRange(silent, expiry, expiry + TimeSpan.FromSeconds(6));
         Assert.Equal(HandleState.Closed, (await controller.KeepHandleAsync(handle, opened.Epoch, expiry)).State);
         Assert.Equal(IoStatus.NotAttached, await controller.WriteAcknowledgedAsync(0, new byte[4096]));
         var elsewhere = await volume.AttachAsync("compute-2", force: false);
@@ -263,14 +258,9 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
 
         await client.DisposeAsync();
-        var gone = Stopwatch.StartNew();
-        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
-        {
-            Assert.True(gone.Elapsed < TimeSpan.FromSeconds(20), "the volume stayed attached for a client that is gone");
-            await Task.Delay(200);
-        }
+        var gone = await DetachedWithinAsync(volume, "the volume stayed attached for a client that is gone");
 
-        Assert.InRange(gone.Elapsed, TimeSpan.FromSeconds(1), expiry + TimeSpan.FromSeconds(6));
+        Assert.InRange(gone, TimeSpan.FromSeconds(1), expiry + TimeSpan.FromSeconds(6));
         await using var successor = await VolumeHandle.OpenAsync(cluster.Grains, "client-gone", "compute-2");
         var read = await successor.ReadAsync(8192, 4096);
         Assert.Equal(IoStatus.Ok, read.Status);
@@ -323,12 +313,7 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.Equal(new HandleRenewal(HandleState.Held, attached.Epoch), await controller.KeepHandleAsync(handle, epoch, HandleExpiry.Min));
         Assert.Equal(new HandleRenewal(HandleState.Held, attached.Epoch), await controller.KeepHandleAsync(handle, attached.Epoch, HandleExpiry.Min));
 
-        var silent = Stopwatch.StartNew();
-        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
-        {
-            Assert.True(silent.Elapsed < TimeSpan.FromSeconds(20), "the implicit hold outlived the handle that replaced it");
-            await Task.Delay(200);
-        }
+        await DetachedWithinAsync(volume, "the implicit hold outlived the handle that replaced it");
 
         Assert.Equal(HandleState.Closed, (await controller.KeepHandleAsync(handle, attached.Epoch, HandleExpiry.Min)).State);
     }
@@ -347,6 +332,19 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         Assert.True(resumed.Epoch > epoch);
         await controller.CloseAsync(handle);
         Assert.Null((await volume.GetAsync()).Volume!.AttachedNode);
+    }
+
+    /// <summary>Waits (at most 20 s) until nothing holds <paramref name="volume"/> attached; returns how long that took.</summary>
+    private static async Task<TimeSpan> DetachedWithinAsync(IVolumeGrain volume, string failure)
+    {
+        var waited = Stopwatch.StartNew();
+        while ((await volume.GetAsync()).Volume!.AttachedNode is not null)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(20), failure);
+            await Task.Delay(200);
+        }
+
+        return waited.Elapsed;
     }
 
     /// <summary>
