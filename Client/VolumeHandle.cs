@@ -12,6 +12,8 @@ namespace Converge.Client;
 /// Dispose the handle to release the attachment. While open, the handle renews itself in the background; should this
 /// process die without disposing it, the controller releases it once its expiry passes unrenewed
 /// (<see cref="HandleExpiry.Default"/>, 30 s), so the volume does not stay attached for a client that is gone.
+/// An I/O call that got no answer throws <see cref="TimeoutException"/> or an <c>OrleansException</c> (its outcome is
+/// unknown), or <see cref="VolumeIoException"/> <c>NodeLost</c> when its compute node left the cluster.
 /// </summary>
 public sealed class VolumeHandle : IAsyncDisposable
 {
@@ -181,7 +183,7 @@ public sealed class VolumeHandle : IAsyncDisposable
     /// dead (<see cref="WatchNodeAsync"/>). Failing them early is safe for writes: the node is gone, so the controller
     /// that had them can place none of them after a later write through a new handle, whose attach fences it.
     /// </summary>
-    private Task<T> Guard<T>(Task<T> call) => call.IsCompleted && !NodeLost ? call : GuardAsync(call);
+    private Task<T> Guard<T>(Task<T> call) => call.IsCompletedSuccessfully && !NodeLost ? call : GuardAsync(call);
 
     private async Task<T> GuardAsync<T>(Task<T> call)
     {
@@ -189,6 +191,13 @@ public sealed class VolumeHandle : IAsyncDisposable
         try
         {
             return await call.WaitAsync(_nodeLost.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException expired) when (!_nodeLost.IsCancellationRequested)
+        {
+            // The runtime expired the call's message before it could be placed: its directory lookup outlived the call's
+            // timeout (the silo owning that part of the directory died or was cut off and is not yet declared dead). That
+            // is no answer, like a timeout, and is reported as one: nobody cancelled anything.
+            throw new TimeoutException($"no answer from {Node} for '{Name}': {expired.Message}", expired);
         }
         catch (OperationCanceledException) when (_nodeLost.IsCancellationRequested)
         {
