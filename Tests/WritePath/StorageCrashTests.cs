@@ -62,8 +62,16 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
                 reattaches += volume.Reattaches;
                 output.WriteLine($"iteration {i}: killed {victim} after {killAfterAcks} acks, writes on {compute}, {volume.Reattaches} reattaches; {clock.Elapsed.TotalSeconds:0.0} s");
             }
-            catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+            catch (Exception e)
             {
+                // The cluster is shared with the other write-path tests: bring the victim back before failing, or each of
+                // them would fail in turn for want of a storage node.
+                await BringBackAsync(victim, restarting);
+                if (e is Xunit.Sdk.XunitException)
+                {
+                    throw;
+                }
+
                 throw new InvalidOperationException($"iteration {i} (seed {seed}, victim {victim}, compute {compute}) failed: {e.Message}", e);
             }
 
@@ -269,6 +277,27 @@ public sealed class StorageCrashTests(WritePathCluster cluster, ITestOutputHelpe
         }
 
         return Task.WhenAll(writers).ContinueWith(t => { signal.TrySetResult(); return t; }, TaskScheduler.Default).Unwrap();
+    }
+
+    /// <summary>Restarts <paramref name="node"/> if it is down (or waits for its restart already under way); best effort.</summary>
+    private async Task BringBackAsync(string node, Task? restarting)
+    {
+        try
+        {
+            if (restarting is null && !Client.Local.SiloProcess.IsRunning(cluster.Pid(node), node))
+            {
+                restarting = cluster.RestartAsync(node);
+            }
+
+            if (restarting is not null)
+            {
+                await restarting;
+            }
+        }
+        catch (Exception e)
+        {
+            output.WriteLine($"could not bring {node} back: {e.Message}");
+        }
     }
 
     private static async Task WaitAsync(Task task, TimeSpan timeout, string what)
