@@ -214,8 +214,10 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
         var opened = await controller.OpenAsync(handle, expiry);
         Assert.Equal(VolumeError.None, opened.Error);
         var renewing = Stopwatch.StartNew();
+        var lastRenewalSent = 0L;
         while (renewing.Elapsed < expiry * 3)
         {
+            lastRenewalSent = Stopwatch.GetTimestamp();
             Assert.Equal(new HandleRenewal(HandleState.Held, opened.Epoch), await controller.KeepHandleAsync(handle, opened.Epoch, expiry));
             await Task.Delay(expiry / 5);
         }
@@ -225,10 +227,11 @@ public sealed class OpenHandleTests(WritePathCluster cluster)
 
         Assert.Equal("compute-1", (await volume.GetAsync()).Volume!.AttachedNode);
 
-        var silent = await DetachedWithinAsync(volume, "the volume stayed attached for a handle nobody renewed");
+        await DetachedWithinAsync(volume, "the volume stayed attached for a handle nobody renewed");
 
-        // Expired within its expiry and one lease tick (2.5 s), plus the detach.
-        Assert.InRange(silent, expiry, expiry + TimeSpan.FromSeconds(6));
+        // Not before its expiry, counted from the last renewal (the controller stamps it once received, so no earlier
+        // than when it was sent); within one more lease tick (2.5 s), plus the detach and this test's polling.
+        Assert.InRange(Stopwatch.GetElapsedTime(lastRenewalSent), expiry, expiry + TimeSpan.FromSeconds(7));
         Assert.Equal(HandleState.Closed, (await controller.KeepHandleAsync(handle, opened.Epoch, expiry)).State);
         Assert.Equal(IoStatus.NotAttached, await controller.WriteAcknowledgedAsync(0, new byte[4096]));
         var elsewhere = await volume.AttachAsync("compute-2", force: false);
