@@ -13,7 +13,8 @@ namespace Converge.Client;
 /// process die without disposing it, the controller releases it once its expiry passes unrenewed
 /// (<see cref="HandleExpiry.Default"/>, 30 s), so the volume does not stay attached for a client that is gone.
 /// An I/O call that got no answer throws <see cref="TimeoutException"/> or an <c>OrleansException</c> (its outcome is
-/// unknown), or <see cref="VolumeIoException"/> <c>NodeLost</c> when its compute node left the cluster.
+/// unknown), or <see cref="VolumeIoException"/> <c>NodeLost</c> when its compute node left the cluster (then so does
+/// every later call of the handle).
 /// </summary>
 public sealed class VolumeHandle : IAsyncDisposable
 {
@@ -206,6 +207,12 @@ public sealed class VolumeHandle : IAsyncDisposable
             throw new VolumeIoException(
                 "NodeLost",
                 $"compute node {Node} left the cluster with this call of '{Name}' in flight; its outcome is unknown (a write may have landed, but none can land after a write through a new handle)");
+        }
+        catch (NodeUnavailableException unavailable)
+        {
+            // Placement refused this call: the node is not an active member. The calls still in flight to it fail now too.
+            await _nodeLost.CancelAsync().ConfigureAwait(false);
+            throw new VolumeIoException("NodeLost", $"compute node {Node} is not in the cluster; open '{Name}' on another node ({unavailable.Message})");
         }
         finally
         {

@@ -59,7 +59,7 @@ public sealed class ClientFailoverTests(WritePathCluster cluster, ITestOutputHel
         // Their own timeout is 10 s from when they were sent; the node is declared dead within a second or so here.
         Assert.True(failedAfter < TimeSpan.FromSeconds(6), $"the calls failed {failedAfter.TotalSeconds:F1} s after the kill");
         Assert.True(handle.NodeLost);
-        await Assert.ThrowsAsync<VolumeIoException>(() => handle.ReadAsync(0, BlockPattern.BlockBytes));
+        Assert.Equal("NodeLost", (await Assert.ThrowsAsync<VolumeIoException>(() => handle.ReadAsync(0, BlockPattern.BlockBytes))).Error);
 
         // The operator's path for a node known dead: force the volume over; a new handle there reads what was acknowledged.
         var moved = await cluster.Grains.GetGrain<IVolumeGrain>("node-lost").AttachAsync("compute-1", force: true);
