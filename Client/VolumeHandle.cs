@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Converge.Cluster;
 using Converge.DataPath;
+using Converge.Grains.Cluster;
 using Converge.Grains.Placement;
 using Converge.Volumes;
 
@@ -288,8 +289,7 @@ public sealed class VolumeHandle : IAsyncDisposable
     }
 
     /// <summary>A call that failed for the cluster's reasons, not because this handle was disposed.</summary>
-    private bool IsCallFailure(Exception e) =>
-        e is OrleansException or TimeoutException or NodeUnavailableException || (e is OperationCanceledException && !_stop.IsCancellationRequested);
+    private bool IsCallFailure(Exception e) => CallFailure.Is(e) && !(e is OperationCanceledException && _stop.IsCancellationRequested);
 
     /// <summary>
     /// Renews the handle until it is disposed, or until it holds nothing: the controller answered it closed or expired, or

@@ -228,7 +228,7 @@ public sealed class DrillVolume(IClusterClient cluster, string volumeName, strin
         {
             await handle.DisposeAsync().AsTask().WaitAsync(CloseTimeout);
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException or Grains.Placement.NodeUnavailableException)
+        catch (Exception e) when (Grains.Cluster.CallFailure.Is(e))
         {
             // The node is dead or hung: the next holder's attach fences whatever this activation still holds.
         }

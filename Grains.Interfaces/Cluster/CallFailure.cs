@@ -1,5 +1,6 @@
 namespace Converge.Grains.Cluster;
 
+// Declared beside the contracts so that clients and silos judge a failed call alike.
 /// <summary>
 /// The ways a grain call fails because of the cluster rather than the callee's answer: the runtime's own failures, a
 /// timeout, a node-pinned grain whose node is gone, and a message that expired before it could be placed (Orleans
